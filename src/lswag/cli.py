@@ -1,0 +1,117 @@
+"""The ``lswag`` command line: parses arguments and calls the library, nothing else."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from lswag import __version__, proxies, spaces
+from lswag.data import SOURCES
+from lswag.demo import run_demo
+from lswag.errors import LswagError
+from lswag.proxies import Failure
+from lswag.scoring import parse_option, score_architecture
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit code 2, no usage dump)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _value_text(value) -> str:
+    return str(value) if isinstance(value, Failure) else f"{value:.6g}"
+
+
+def _cmd_score(args) -> None:
+    options: dict[str, dict] = {}
+    for text in args.option:
+        name, key, value = parse_option(text)
+        options.setdefault(name, {})[key] = value
+    arch, results = score_architecture(
+        args.space, args.arch, proxies=args.proxies, data=args.data, batch_size=args.batch_size,
+        seed=args.seed, download=args.download, options=options, gradient_draws=args.draws)
+    space = spaces.get(args.space)
+    if args.format == "json":
+        print(json.dumps({
+            "space": args.space, "arch": space.format(arch), "data": args.data,
+            "batch_size": args.batch_size, "seed": args.seed, "gradient_draws": args.draws,
+            "options": options, "lswag_version": __version__,
+            "results": [{"proxy": r.name,
+                         "value": None if r.failed else r.value,
+                         "failure": r.value.reason if r.failed else None,
+                         "seconds": r.seconds} for r in results],
+        }, indent=2))
+        return
+    print(f"{args.space} {space.format(arch)}  (data {args.data}, batch {args.batch_size}, seed {args.seed})")
+    width = max(len(r.name) for r in results)
+    print(f"{'proxy':<{width}}  {'value':>14}  {'seconds':>8}")
+    for r in results:
+        print(f"{r.name:<{width}}  {_value_text(r.value):>14}  {r.seconds:8.3f}")
+
+
+def _cmd_spaces(args) -> None:
+    for name in spaces.names():
+        space = spaces.get(name)
+        print(f"{name:<8} {space.size():>8} architectures  {space.description}")
+
+
+def _cmd_proxies(args) -> None:
+    for name in proxies.names():
+        entry = proxies.get(name)
+        options = ", ".join(f"{k}={v!r}" for k, v in entry.defaults.items())
+        print(f"{name:<10} {entry.summary}" + (f"  [options: {options}]" if options else ""))
+
+
+def _cmd_demo(args) -> None:
+    ranked = run_demo(args.n, data=args.data, batch_size=args.batch_size, seed=args.seed, progress=True)
+    print(f"{args.n} NB201 cells ranked by l_swag (data {args.data}, batch {args.batch_size}, seed {args.seed}):")
+    for rank, cell in enumerate(ranked, start=1):
+        print(f"{rank:>3}  {_value_text(cell.value):>12}  {cell.seconds:6.2f}s  {cell.arch}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="lswag", description="Zero-cost neural architecture search with L-SWAG.")
+    parser.add_argument("--version", action="version", version=f"lswag {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    data_help = f"input batch source: {', '.join(SOURCES)} (default digits, built in)"
+    score = commands.add_parser("score", help="score one architecture with zero-cost proxies")
+    score.add_argument("--space", default="nb201", help=f"search space ({', '.join(spaces.names())})")
+    score.add_argument("--arch", required=True, help="architecture (NB201: arch string, NASLib tuple or index)")
+    score.add_argument("--proxies", default="l_swag", help="comma-separated proxy names, or 'all'")
+    score.add_argument("--data", default="digits", help=data_help)
+    score.add_argument("--download", action="store_true", help="download CIFAR into the given path if missing")
+    score.add_argument("--batch-size", type=int, default=64)
+    score.add_argument("--seed", type=int, default=0, help="seed of the batch and of the weights")
+    score.add_argument("--draws", type=int, default=2, help="gradient draws M (batch split in M chunks)")
+    score.add_argument("--option", action="append", default=[], metavar="PROXY.KEY=VALUE",
+                       help="a proxy option, e.g. l_swag.window=3-10 (repeatable)")
+    score.add_argument("--format", choices=("table", "json"), default="table")
+    score.set_defaults(run=_cmd_score)
+
+    commands.add_parser("spaces", help="list the search spaces").set_defaults(run=_cmd_spaces)
+    commands.add_parser("proxies", help="list the proxies and their options").set_defaults(run=_cmd_proxies)
+
+    demo = commands.add_parser("demo", help="rank sampled NB201 cells with L-SWAG on built-in data")
+    demo.add_argument("--n", type=int, default=20, help="number of cells")
+    demo.add_argument("--data", default="digits", help=data_help)
+    demo.add_argument("--batch-size", type=int, default=64)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(run=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except LswagError as error:
+        print(f"lswag: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

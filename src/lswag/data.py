@@ -1,0 +1,269 @@
+"""The fixed input batch that zero-cost proxies score a network on.
+
+A source is named by a spec string:
+
+``digits``
+    scikit-learn's bundled 8x8 grey digits (1797 images, 10 classes; no download). Pixel values
+    0..16 are scaled to 0..1, repeated to 3 channels and upsampled to ``image_size``.
+``cifar10:PATH`` / ``cifar100:PATH``
+    The test split of CIFAR-10 / CIFAR-100 in torchvision's folder format, read without torchvision:
+    PATH is the root holding ``cifar-10-batches-py/test_batch`` (``cifar-100-python/test``) or that
+    folder itself. ``download=True`` fetches the official tarball into PATH and checks its md5.
+``npz:PATH``
+    A ``numpy.savez`` archive with ``x`` (uint8, N x H x W x 3, RGB) and ``y`` (integer labels), the
+    format of ``shared/images/*.npz``. ``num_classes`` defaults to ``max(y) + 1``.
+``gaussian``
+    N(0, 1) images with labels uniform over ``num_classes`` (default 10); no data needed.
+
+Rules, shared by all sources:
+
+* The batch is ``numpy.random.default_rng(seed).choice(N, batch_size, replace=False)`` over the whole
+  source of N images, in that order, so the same (spec, batch_size, seed, image_size) always gives
+  bit-identical tensors.
+* Normalisation is per channel, ``(v - mean) / std`` with ``v`` in 0..1. CIFAR uses the published
+  constants; digits and npz use the population mean/std of each channel over the *whole source
+  array*, not the batch, so an image's tensor does not depend on which other images were drawn.
+* Images are resized with bilinear ``F.interpolate`` (``align_corners=False``; antialiased when
+  shrinking) after normalisation; ``image_size=None`` keeps the native size (32 for gaussian).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import shutil
+import tarfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lswag.errors import LswagError, unknown_choice
+
+__all__ = ["Batch", "SOURCES", "load_batch", "CIFAR_URLS", "CIFAR_MD5"]
+
+SOURCES = ("digits", "cifar10:PATH", "cifar100:PATH", "npz:PATH", "gaussian")
+
+# Module constants so that tests can point them at a local file:// tarball.
+CIFAR_URLS = {
+    "cifar10": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+    "cifar100": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+}
+CIFAR_MD5 = {
+    "cifar10": "c58f30108f718f92721af3b95e74349a",
+    "cifar100": "eb9058c3a382ffc7106e4002c42a8d85",
+}
+# name: (folder, test file, label key, classes, mean, std)
+_CIFAR = {
+    "cifar10": ("cifar-10-batches-py", "test_batch", b"labels", 10,
+                (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ("cifar-100-python", "test", b"fine_labels", 100,
+                 (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Batch:
+    """A labelled image batch: ``x`` float32 (B, 3, H, W), normalised; ``y`` int64 (B,)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    num_classes: int
+    source: str
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def split(self, m: int) -> list[Batch]:
+        """``m`` nearly equal consecutive chunks (``torch.tensor_split``)."""
+        if not isinstance(m, int) or not 1 <= m <= len(self):
+            raise LswagError(f"cannot split a batch of {len(self)} into {m!r} chunks; "
+                             f"choose 1..{len(self)}")
+        return [Batch(x, y, self.num_classes, self.source)
+                for x, y in zip(torch.tensor_split(self.x, m), torch.tensor_split(self.y, m))]
+
+
+def load_batch(spec: str = "digits", batch_size: int = 64, seed: int = 0,
+               image_size: int | tuple[int, int] | None = 32, num_classes: int | None = None,
+               download: bool = False) -> Batch:
+    """Draw ``batch_size`` images from the source named by ``spec`` (see the module docstring)."""
+    spec = str(spec).strip()
+    scheme, colon, path = spec.partition(":")
+    if scheme not in ("digits", "gaussian", "cifar10", "cifar100", "npz"):
+        raise unknown_choice("data source", spec, SOURCES)
+    if scheme in ("digits", "gaussian") and colon:
+        raise LswagError(f"data source {scheme!r} takes no path (got {spec!r}); valid choices: "
+                         f"{', '.join(SOURCES)}")
+    if scheme not in ("digits", "gaussian") and not path:
+        raise LswagError(f"data source {scheme!r} needs a path: {scheme}:PATH")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise LswagError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise LswagError(f"seed must be a non-negative integer, got {seed!r}")
+    if num_classes is not None and (isinstance(num_classes, bool)
+                                    or not isinstance(num_classes, int) or num_classes < 1):
+        raise LswagError(f"num_classes must be a positive integer, got {num_classes!r}")
+    size = _size(image_size)
+    rng = np.random.default_rng(seed)
+
+    if scheme == "gaussian":
+        nc = 10 if num_classes is None else num_classes
+        h, w = size or (32, 32)
+        x = rng.standard_normal((batch_size, 3, h, w), dtype=np.float32)
+        y = rng.integers(0, nc, size=batch_size)
+        return Batch(torch.from_numpy(x), torch.from_numpy(y.astype(np.int64)), nc, spec)
+
+    if scheme == "digits":
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        grey = d.data.reshape(-1, 1, 8, 8) / 16.0                     # float64, 0..1
+        images, labels, nc = grey, d.target, 10
+        mean, std = [grey.mean()] * 3, [grey.std()] * 3
+    elif scheme == "npz":
+        images, labels = _read_npz(Path(path).expanduser())
+        nc = int(labels.max()) + 1 if num_classes is None else num_classes
+        mean, std = _channel_stats(images)
+    else:
+        images, labels = _read_cifar(scheme, Path(path).expanduser(), download)
+        nc, mean, std = _CIFAR[scheme][3:]
+
+    if num_classes is not None:
+        nc = num_classes
+    if labels.min() < 0 or labels.max() >= nc:
+        raise LswagError(f"labels of {spec!r} span {int(labels.min())}..{int(labels.max())}, "
+                         f"outside 0..{nc - 1} for num_classes={nc}")
+
+    n = len(labels)
+    if batch_size > n:
+        raise LswagError(f"batch_size {batch_size} exceeds the {n} images available in {spec!r}")
+    idx = rng.choice(n, size=batch_size, replace=False)
+
+    chosen = images[idx]
+    if chosen.dtype == np.uint8:                                      # NHWC uint8 -> NCHW 0..1
+        x = torch.from_numpy(np.ascontiguousarray(chosen.transpose(0, 3, 1, 2))).float() / 255.0
+    else:                                                             # digits: N1HW float64
+        x = torch.from_numpy(chosen).float().expand(-1, 3, -1, -1)
+    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    x = (x - m) / s
+    if size is not None and tuple(x.shape[-2:]) != size:
+        shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+    y = torch.from_numpy(labels[idx].astype(np.int64))
+    return Batch(x.contiguous(), y, nc, spec)
+
+
+def _size(image_size) -> tuple[int, int] | None:
+    if image_size is None:
+        return None
+    hw = (image_size, image_size) if not isinstance(image_size, (tuple, list)) else tuple(image_size)
+    if len(hw) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in hw):
+        raise LswagError(f"image_size must be a positive int, an (H, W) pair or None, "
+                         f"got {image_size!r}")
+    return hw
+
+
+def _channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
+    """Exact population mean/std per channel of a uint8 NHWC array, via value histograms."""
+    v = np.arange(256, dtype=np.float64) / 255.0
+    mean, std = [], []
+    for c in range(3):
+        counts = np.bincount(images[..., c].ravel(), minlength=256).astype(np.float64)
+        mu = float(counts @ v / counts.sum())
+        var = float(counts @ (v - mu) ** 2 / counts.sum())
+        mean.append(mu)
+        std.append(max(var, 1e-12) ** 0.5)                            # constant channel: no /0
+    return mean, std
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    if not path.is_file():
+        raise LswagError(f"npz file not found: {path}")
+    try:
+        f = np.load(path)
+    except Exception as e:  # noqa: BLE001 - not a readable (pickle-free) archive
+        raise LswagError(f"cannot read {path} as an npz archive: {type(e).__name__}: {e}") from None
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        raise LswagError(f"{path} is a single .npy array, not an npz archive with 'x' and 'y'")
+    with f:
+        missing = [k for k in ("x", "y") if k not in f.files]
+        if missing:
+            raise LswagError(f"{path} lacks key(s) {', '.join(missing)}; expected 'x' "
+                             f"(uint8 N x H x W x 3) and 'y' (N integer labels), "
+                             f"found {', '.join(f.files) or 'none'}")
+        try:
+            x, y = f["x"], f["y"]
+        except Exception as e:  # noqa: BLE001 - e.g. object arrays needing pickle
+            raise LswagError(f"cannot read 'x'/'y' from {path}: {type(e).__name__}: {e}") from None
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] != 3:
+        raise LswagError(f"{path}: 'x' must be uint8 N x H x W x 3, got {x.dtype} "
+                         f"{' x '.join(map(str, x.shape))}")
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise LswagError(f"{path}: 'y' must be a 1-D integer array, got {y.dtype} "
+                         f"of shape {tuple(y.shape)}")
+    if len(x) != len(y) or len(y) == 0:
+        raise LswagError(f"{path}: 'x' holds {len(x)} images but 'y' {len(y)} labels")
+    return x, y
+
+
+def _read_cifar(name: str, root: Path, download: bool) -> tuple[np.ndarray, np.ndarray]:
+    folder, fname, label_key = _CIFAR[name][:3]
+    candidates = (root / folder / fname, root / fname)
+    found = next((p for p in candidates if p.is_file()), None)
+    if found is None and download:
+        _download(name, root)
+        found = next((p for p in candidates if p.is_file()), None)
+    if found is None:
+        raise LswagError(f"{name} test split not found: expected {candidates[0]} (or {candidates[1]});"
+                         f" pass download=True (--download in the CLI) to fetch it")
+    try:
+        with open(found, "rb") as f:
+            d = pickle.load(f, encoding="bytes")
+        data = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        labels = np.asarray(d[label_key], dtype=np.int64)
+    except Exception as e:  # noqa: BLE001 - any corrupt file is a user-input problem
+        raise LswagError(f"cannot read {found} as a {name} batch: {type(e).__name__}: {e}") from None
+    if len(data) != len(labels) or len(labels) == 0:
+        raise LswagError(f"{found}: {len(data)} images but {len(labels)} labels")
+    return data.transpose(0, 2, 3, 1), labels                         # NHWC like npz
+
+
+def _download(name: str, root: Path) -> None:
+    """Fetch the tarball into ``root``, check its md5 and extract it there."""
+    url, md5 = CIFAR_URLS[name], CIFAR_MD5[name]
+    root.mkdir(parents=True, exist_ok=True)
+    tar_path = root / url.rsplit("/", 1)[-1]
+    part = tar_path.with_name(tar_path.name + ".part")
+    try:
+        with urllib.request.urlopen(url) as r, open(part, "wb") as f:
+            shutil.copyfileobj(r, f)
+    except (urllib.error.URLError, OSError) as e:
+        part.unlink(missing_ok=True)
+        raise LswagError(f"could not download {url}: {getattr(e, 'reason', e)}") from None
+    h = hashlib.md5()
+    with open(part, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    if h.hexdigest() != md5:
+        part.unlink()
+        raise LswagError(f"md5 of {url} is {h.hexdigest()}, expected {md5}; "
+                         f"the download is corrupt, try again")
+    part.replace(tar_path)
+    try:
+        with tarfile.open(tar_path, "r:gz") as tf:
+            if hasattr(tarfile, "data_filter"):
+                tf.extractall(root, filter="data")
+            else:                                                     # Python without filters
+                base = root.resolve()
+                for m in tf.getmembers():
+                    if not (m.isfile() or m.isdir()) or \
+                            not (base / m.name).resolve().is_relative_to(base):
+                        raise LswagError(f"unsafe member {m.name!r} in {tar_path}")
+                tf.extractall(root)
+    except (tarfile.TarError, OSError) as e:
+        raise LswagError(f"cannot extract {tar_path}: {e}") from None

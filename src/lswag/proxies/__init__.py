@@ -1,0 +1,97 @@
+"""The proxy registry: one name -> one function of the probe's record and the model.
+
+Every proxy is registered with :func:`proxy`, declares which probe passes it needs (see
+:data:`lswag.probe.NEEDS`) and returns a float, or raises :class:`ProxyFailure` with a reason;
+:func:`compute` turns that, and any non-finite value, into a :class:`Failure`. No proxy returns a
+silent 0 or a sentinel such as -1e8. One module per family: ``gradient`` (grad_norm, snip, zico),
+``activation`` (nwot, swap), ``lswag`` (l_swag), ``synflow``, ``size`` (params, flops).
+"""
+from __future__ import annotations
+
+import inspect
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch.nn as nn
+
+from lswag.errors import LswagError, unknown_choice
+from lswag.probe import Record
+
+
+class ProxyFailure(Exception):
+    """Raised inside a proxy when it cannot score the network; carries the reason."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A proxy that could not score a network, and why (for correlations it ranks last)."""
+
+    reason: str
+
+    def __str__(self) -> str:
+        return f"failed: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Proxy:
+    name: str
+    function: Callable[..., float]
+    needs: frozenset[str]
+    family: str
+
+    @property
+    def summary(self) -> str:
+        return (inspect.getdoc(self.function) or "").split("\n", 1)[0]
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """The proxy's options and their default values."""
+        parameters = list(inspect.signature(self.function).parameters.values())[2:]
+        return {p.name: p.default for p in parameters}
+
+
+_REGISTRY: dict[str, Proxy] = {}
+
+
+def proxy(name: str, needs: set[str] | frozenset[str] = frozenset()):
+    """Register ``function(record, model, **options) -> float`` under ``name``."""
+    def decorate(function):
+        _REGISTRY[name] = Proxy(name, function, frozenset(needs), function.__module__.rsplit(".", 1)[-1])
+        return function
+    return decorate
+
+
+def get(name: str) -> Proxy:
+    if name not in _REGISTRY:
+        raise unknown_choice("proxy", name, _REGISTRY)
+    return _REGISTRY[name]
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def check_options(name: str, options: dict[str, Any]) -> None:
+    """Reject an option the proxy does not have, naming the ones it has."""
+    known = get(name).defaults
+    for key in options:
+        if key not in known:
+            raise LswagError(f"proxy {name!r} has no option {key!r}; its options: "
+                             f"{', '.join(known) or 'none'}")
+
+
+def compute(name: str, record: Record, model: nn.Module, **options) -> tuple[float | Failure, float]:
+    """Run one proxy on a record: (value or Failure, seconds of its own computation)."""
+    check_options(name, options)
+    start = time.perf_counter()
+    try:
+        value = float(get(name).function(record, model, **options))
+        result: float | Failure = value if math.isfinite(value) else Failure(f"non-finite value {value}")
+    except ProxyFailure as failure:
+        result = Failure(str(failure))
+    return result, time.perf_counter() - start
+
+
+from lswag.proxies import activation, gradient, lswag, size, synflow  # noqa: E402,F401  (register)

@@ -1,0 +1,42 @@
+"""Activation-pattern proxies: nwot and swap (gradient-free; ReLU and GELU networks alike).
+
+Both binarise activation-site outputs at 0 (``out > 0``), which is ``input > 0`` for ReLU, ReLU6,
+LeakyReLU, GELU and SiLU, so GELU networks get the same treatment as ReLU ones.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from lswag.probe import Record
+from lswag.proxies import ProxyFailure, proxy
+
+
+def _require_sites(record: Record) -> None:
+    if not record.sites:
+        raise ProxyFailure("no activation site (ReLU, ReLU6, LeakyReLU, GELU or SiLU module) ran")
+
+
+@proxy("nwot", needs={"kernel"})
+def nwot(record: Record, model) -> float:
+    """ln|det K|, K = Σ_sites c cᵀ + (1−c)(1−c)ᵀ with c the samples' binary codes (NWOT, Mellor et al. 2021).
+
+    K_ij counts the units on which samples i and j agree (units minus Hamming distance), summed
+    over every activation site, as in NAS-Bench-Suite-Zero's ``nwot``.
+    """
+    _require_sites(record)
+    sign, logdet = np.linalg.slogdet(record.kernel)
+    if sign == 0:
+        raise ProxyFailure("the NWOT kernel is singular (two samples share every activation pattern)")
+    return float(logdet)
+
+
+@proxy("swap", needs={"union"})
+def swap(record: Record, model) -> float:
+    """Number of distinct sample-wise activation patterns over the units of all sites (SWAP, Peng et al. ICLR 2024).
+
+    Network level: every unit of every activation site contributes its B-bit pattern and the
+    distinct patterns are counted once. The official SWAP code uses a batch of 16 and averages
+    32 re-initialisations; here it is one network on the probe's batch (choose ``--batch-size``).
+    """
+    _require_sites(record)
+    return float(record.network_patterns)

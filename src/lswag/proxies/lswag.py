@@ -1,0 +1,92 @@
+"""L-SWAG (Casarin et al., CVPR 2025): layer-wise trainability times layer-wise expressivity.
+
+    L-SWAG = Σ_{l : p(l) ∈ [p1, p2]} Ψ_l · Λ_l
+    Ψ_l = ln Σ_{i: σ_{l,i} > 0} 1 / σ_{l,i}      (σ over M gradient draws, ddof 0; ZiCo without the mean)
+    Λ_l = |{ (1[a_n(x_1) > 0], ..., 1[a_n(x_B) > 0]) : n ∈ units of l's activation site }|
+
+p(l) = ceil(10 l / L) is the depth percentile of the l-th of L layers (execution order). The
+paper leaves three choices open (``docs/reproduction.md`` records what each gives):
+
+* ``pairing`` of a layer with an activation site: ``"feeding"`` (default) the site whose output
+  the layer consumes (ReLU→Conv→BN as in NB201/DARTS), else the first site executed after it
+  (Conv→BN→ReLU, fc1→GELU), else the sign of the layer's own output; ``"own"`` always the sign
+  of the layer's own output; ``"bins"`` Σ over percentile bins of mean Ψ times mean Λ of the
+  sites in that bin.
+* ``product``: ``"sum"`` Σ Ψ_l·Λ_l (the paper's layer-wise dot product, default) or ``"log"``
+  Σ ln(T_l·Λ_l) = Σ (Ψ_l + ln Λ_l), the form of one public re-implementation.
+* ``window`` [p1, p2], inclusive; (1, 10) takes every layer.
+
+Layers whose gradients never vary between draws have no Ψ and are skipped, as ZiCo skips them.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+from lswag.errors import LswagError, unknown_choice
+from lswag.probe import PERC_BINS, LayerRecord, Record
+from lswag.proxies import ProxyFailure, proxy
+from lswag.proxies.gradient import require_draws, gradient_statistic
+
+PAIRINGS = ("feeding", "own", "bins")
+PRODUCTS = ("sum", "log")
+
+
+def parse_window(window) -> tuple[int, int]:
+    """(p1, p2) from a pair or a text ``"p1-p2"``; 1 <= p1 <= p2 <= 10."""
+    if isinstance(window, str):
+        try:
+            low, high = (int(part) for part in window.split("-"))
+        except ValueError:
+            raise LswagError(f"window {window!r} is not of the form P1-P2 with integers 1..{PERC_BINS}") from None
+    else:
+        low, high = window
+    if not 1 <= low <= high <= PERC_BINS:
+        raise LswagError(f"window [{low}, {high}] must satisfy 1 <= p1 <= p2 <= {PERC_BINS}")
+    return low, high
+
+
+def layer_expressivity(record: Record, layer: LayerRecord, pairing: str) -> int:
+    """Λ for one layer under the ``feeding`` or ``own`` pairing."""
+    if pairing == "feeding":
+        site = layer.input_site if layer.input_site is not None else layer.next_site
+        if site is not None:
+            return record.sites[site].patterns
+    if layer.output_patterns is None:
+        raise ProxyFailure(f"layer {layer.name} has no activation pattern")
+    return layer.output_patterns
+
+
+@proxy("l_swag", needs={"draws", "patterns", "layer_outputs"})
+def l_swag(record: Record, model, window=(1, PERC_BINS), pairing: str = "feeding", product: str = "sum") -> float:
+    """Σ_{layers in the depth window} Ψ_l·Λ_l: gradient trainability times activation-pattern expressivity (L-SWAG, CVPR 2025)."""
+    low, high = parse_window(window)
+    if pairing not in PAIRINGS:
+        raise unknown_choice("l_swag pairing", pairing, PAIRINGS)
+    if product not in PRODUCTS:
+        raise unknown_choice("l_swag product", product, PRODUCTS)
+    layers = [layer for layer in require_draws(record) if low <= layer.percentile <= high]
+    psi = {layer.name: gradient_statistic(layer) for layer in layers}
+    layers = [layer for layer in layers if psi[layer.name] is not None]
+    if not layers:
+        raise ProxyFailure(f"no layer in the window [{low}, {high}] has a gradient that varies between draws")
+
+    if pairing == "bins":
+        pairs = _bin_means(record, layers, psi)
+        if not pairs:
+            raise ProxyFailure(f"no percentile bin in [{low}, {high}] has both a layer and an activation site")
+    else:
+        pairs = [(psi[layer.name], layer_expressivity(record, layer, pairing)) for layer in layers]
+    if product == "sum":
+        return sum(p * lam for p, lam in pairs)
+    return sum(p + math.log(lam) for p, lam in pairs)
+
+
+def _bin_means(record: Record, layers: list[LayerRecord], psi: dict) -> list[tuple[float, float]]:
+    by_bin_psi, by_bin_lambda = defaultdict(list), defaultdict(list)
+    for layer in layers:
+        by_bin_psi[layer.percentile].append(psi[layer.name])
+    for site in record.sites:
+        by_bin_lambda[site.percentile].append(site.patterns)
+    return [(sum(by_bin_psi[b]) / len(by_bin_psi[b]), sum(by_bin_lambda[b]) / len(by_bin_lambda[b]))
+            for b in sorted(by_bin_psi) if by_bin_lambda[b]]

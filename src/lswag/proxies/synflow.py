@@ -1,0 +1,45 @@
+"""SynFlow (Tanaka et al., NeurIPS 2020), as NAS-Bench-Suite-Zero scores it.
+
+On a copy of the network: BatchNorm removed (``bn=False`` in the reference code), every
+parameter replaced by its absolute value, float64, eval mode; R = Σ f(1) for an all-ones input
+of batch 1; score Σ over Conv/Linear weights of |w ⊙ ∂R/∂w|. lswag reports ln of that sum (it
+spans hundreds of orders of magnitude; the ranking is unchanged). A network whose output does
+not depend on any weight (no input-output path) fails instead of scoring 0.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn as nn
+
+from lswag.probe import LAYER_TYPES, logits_of
+from lswag.proxies import ProxyFailure, proxy
+
+
+def _without_batchnorm(model: nn.Module) -> nn.Module:
+    clone = copy.deepcopy(model)
+    for parent in list(clone.modules()):
+        for child_name, child in parent.named_children():
+            if isinstance(child, nn.modules.batchnorm._BatchNorm):
+                setattr(parent, child_name, nn.Identity())
+    return clone
+
+
+@proxy("synflow")
+def synflow(record, model) -> float:
+    """ln Σ |w ⊙ ∂R/∂w|, R = Σ f(1) of the BN-free |w| network in float64 (SynFlow; NAS-Bench-Suite-Zero)."""
+    net = _without_batchnorm(model).double().eval()
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.abs_()
+    for parameter in net.parameters():
+        parameter.requires_grad_(True)
+    ones = torch.ones((1, *record.batch.x.shape[1:]), dtype=torch.float64, device=record.batch.x.device)
+    logits_of(net(ones)).sum().backward()
+    total = sum(float((m.weight.detach() * m.weight.grad).abs().sum())
+                for m in net.modules() if isinstance(m, LAYER_TYPES) and m.weight.grad is not None)
+    if total == 0:
+        raise ProxyFailure("synflow is 0: the output does not depend on any Conv/Linear weight")
+    return math.log(total)

@@ -1,0 +1,114 @@
+"""Score a network with several proxies from shared passes: ``lswag.score(model, batch, proxies)``."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import torch.nn as nn
+
+from lswag import probe
+from lswag import proxies as registry
+from lswag.data import Batch
+from lswag.errors import LswagError
+from lswag.proxies import Failure
+
+# The probe passes each need triggers (for the time a proxy is charged with).
+_PASSES_OF_NEED = {"patterns": "patterns", "kernel": "patterns", "union": "patterns",
+                   "layer_outputs": "patterns", "gradient": "gradient", "draws": "draws"}
+
+
+@dataclass(frozen=True)
+class ProxyResult:
+    """One proxy's outcome on one network.
+
+    ``seconds`` is what the proxy would cost alone: the wall time of the probe passes it needed
+    (shared with the other proxies of the same call) plus its own computation.
+    """
+
+    name: str
+    value: float | Failure
+    seconds: float
+
+    @property
+    def failed(self) -> bool:
+        return isinstance(self.value, Failure)
+
+
+def evaluate(model: nn.Module, batch: Batch, proxies: Iterable[str] = ("l_swag",), *,
+             options: dict[str, dict[str, Any]] | None = None, gradient_draws: int = 2,
+             loss_fn: Callable | None = None, output: Callable | None = None) -> list[ProxyResult]:
+    """Run the probe once for all ``proxies`` and compute each; the model is not modified.
+
+    ``options`` maps a proxy name to its keyword options, e.g. ``{"l_swag": {"window": (3, 10)}}``.
+    """
+    names = list(dict.fromkeys(proxies))
+    options = options or {}
+    for name in options:
+        if name not in names:
+            raise LswagError(f"options given for {name!r}, which is not among the proxies requested: {', '.join(names)}")
+    needs: set[str] = set()
+    for name in names:
+        registry.check_options(name, options.get(name, {}))
+        needs |= registry.get(name).needs
+    record = probe.record(model, batch, needs, gradient_draws=gradient_draws, loss_fn=loss_fn, output=output)
+    results = []
+    for name in names:
+        value, own_seconds = registry.compute(name, record, model, **options.get(name, {}))
+        passes = {_PASSES_OF_NEED[need] for need in registry.get(name).needs}
+        results.append(ProxyResult(name, value, own_seconds + sum(record.seconds.get(p, 0.0) for p in passes)))
+    return results
+
+
+def score(model: nn.Module, batch: Batch, proxies: Iterable[str] = ("l_swag",), **kwargs) -> dict[str, float | Failure]:
+    """``{proxy name: value or Failure}`` for ``model`` on ``batch``; see :func:`evaluate` for the options."""
+    return {r.name: r.value for r in evaluate(model, batch, proxies, **kwargs)}
+
+
+def parse_option(text: str) -> tuple[str, str, Any]:
+    """``"PROXY.KEY=VALUE"`` -> (proxy, key, value); the value becomes an int or float when it is one."""
+    head, sep, raw = text.partition("=")
+    proxy_name, dot, key = head.partition(".")
+    if not sep or not dot or not proxy_name or not key:
+        raise LswagError(f"option {text!r} is not of the form PROXY.KEY=VALUE (e.g. l_swag.window=3-10)")
+    for convert in (int, float):
+        try:
+            return proxy_name, key, convert(raw)
+        except ValueError:
+            pass
+    return proxy_name, key, raw
+
+
+def resolve_proxies(names: Iterable[str] | str) -> list[str]:
+    """Proxy names from a list or a comma-separated text; ``"all"`` is every registered proxy."""
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    names = list(names)
+    if names == ["all"]:
+        return registry.names()
+    if not names:
+        raise LswagError(f"no proxy given; valid choices: {', '.join(registry.names())}")
+    for name in names:
+        registry.get(name)
+    return names
+
+
+def score_architecture(space: str, arch, *, proxies: Iterable[str] | str = ("l_swag",), data: str = "digits",
+                       batch_size: int = 64, seed: int = 0, download: bool = False,
+                       batch: Batch | None = None, **kwargs) -> tuple[Any, list[ProxyResult]]:
+    """Build ``arch`` of ``space`` (weights seeded by ``seed``) and score it on a fixed batch.
+
+    The batch is ``batch`` when given (a benchmark passes the same one for every architecture),
+    else drawn from ``data`` with ``seed``; the network's classes follow the batch. Returns the
+    parsed architecture and the results; ``kwargs`` go to :func:`evaluate`.
+    """
+    from lswag import spaces
+    from lswag.data import load_batch
+
+    search_space = spaces.get(space)
+    parsed = search_space.parse(arch)
+    names = resolve_proxies(proxies)
+    if batch is None:
+        batch = load_batch(data, batch_size=batch_size, seed=seed,
+                           image_size=search_space.input_shape[1:], download=download)
+    model = search_space.build(parsed, num_classes=batch.num_classes, seed=seed)
+    return parsed, evaluate(model, batch, names, **kwargs)

@@ -1,0 +1,78 @@
+"""Search spaces behind one interface, looked up by name: ``lswag.spaces.get("nb201")``.
+
+A space turns architecture descriptions into ``torch.nn.Module`` networks. Every space offers the
+same methods (see :class:`SearchSpace`), so the CLI, the benchmark harness and the searches never
+need to know which space they are working on.
+"""
+from __future__ import annotations
+
+import abc
+from typing import Any, Hashable, Iterator
+
+import torch.nn as nn
+
+from lswag.errors import unknown_choice
+
+
+class SearchSpace(abc.ABC):
+    """The interface every search space implements.
+
+    An *arch* is the space's own hashable value (for NB201 a tuple of six op names); ``parse``
+    turns any accepted text form into one and ``format`` gives its canonical text.
+    """
+
+    name: str
+    description: str
+    #: (channels, height, width) of the input the space's networks were trained on
+    input_shape: tuple[int, int, int]
+    #: number of classes of the default task
+    num_classes: int
+
+    @abc.abstractmethod
+    def parse(self, text: str) -> Hashable:
+        """Parse an architecture's text form; raise :class:`lswag.errors.LswagError` when malformed."""
+
+    @abc.abstractmethod
+    def format(self, arch: Hashable) -> str:
+        """The canonical text form of ``arch`` (``parse(format(a)) == a``)."""
+
+    @abc.abstractmethod
+    def size(self) -> int:
+        """Number of architectures in the space."""
+
+    @abc.abstractmethod
+    def enumerate(self) -> Iterator[Hashable]:
+        """Every architecture of the space, in the space's canonical order."""
+
+    @abc.abstractmethod
+    def sample(self, n: int, seed: int = 0) -> list[Hashable]:
+        """``n`` distinct architectures drawn uniformly at random; the same seed gives the same list."""
+
+    @abc.abstractmethod
+    def build(self, arch: Hashable, num_classes: int | None = None, seed: int | None = None,
+              **options: Any) -> nn.Module:
+        """The network of ``arch`` at random initialisation (seeded when ``seed`` is given)."""
+
+
+_SPACES: dict[str, SearchSpace] = {}
+
+
+def register(space: SearchSpace) -> SearchSpace:
+    _SPACES[space.name] = space
+    return space
+
+
+def get(name: str) -> SearchSpace:
+    """The space registered under ``name``; an unknown name raises an error listing the valid ones."""
+    if name not in _SPACES:
+        raise unknown_choice("search space", name, _SPACES)
+    return _SPACES[name]
+
+
+def names() -> list[str]:
+    return sorted(_SPACES)
+
+
+from lswag.spaces import nb201  # noqa: E402  (registers itself)
+
+__all__ = ["SearchSpace", "get", "names", "register", "nb201"]
