@@ -62,6 +62,8 @@ class LayerRecord:
     gradient: torch.Tensor | None = None      # dL/dw on the whole batch
     gradient_draws: torch.Tensor | None = None  # (M, *weight.shape), one per batch chunk
     output_patterns: int | None = None        # Λ of the sign of its own output
+    # proxies memoise statistics derived from the fields above (a record is read-only once built)
+    derived: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass
@@ -73,6 +75,7 @@ class SiteRecord:
     units: int          # elements per sample
     patterns: int       # Λ: distinct binarised sample-wise patterns over the units
     percentile: int
+    finite: bool = True  # False when the output held NaN or inf (its patterns mean nothing)
 
 
 @dataclass
@@ -169,10 +172,14 @@ def _binarised(output: torch.Tensor) -> torch.Tensor:
 
 
 def _private_copy(model: nn.Module) -> nn.Module:
-    """A deep copy in probe mode: train mode, dropout/drop-path off, every parameter trainable."""
+    """A deep copy in probe mode: no user hooks, train mode, dropout/drop-path off, all parameters trainable."""
     clone = copy.deepcopy(model)
     clone.train()
     for module in clone.modules():
+        # deepcopy copies the user's hooks; they may have side effects, so the copy runs without them
+        for hooks in (module._forward_hooks, module._forward_pre_hooks, module._backward_hooks,
+                      module._backward_pre_hooks):
+            hooks.clear()
         kind = type(module).__name__
         if isinstance(module, nn.modules.dropout._DropoutNd) or "DropPath" in kind or "Dropout" in kind:
             module.eval()
@@ -227,7 +234,8 @@ class _Recorder:
         def hook(module, inputs, output):
             info = self.layer_info[name]
             if "layer_outputs" in self.needs and "output_patterns" not in info and isinstance(output, torch.Tensor):
-                info["output_patterns"] = count_unique(pack_patterns(_binarised(output)))
+                finite = bool(torch.isfinite(output).all())
+                info["output_patterns"] = count_unique(pack_patterns(_binarised(output))) if finite else None
         return hook
 
     def _site_feeding(self, tensor) -> int | None:
@@ -245,8 +253,9 @@ class _Recorder:
             index = len(self.sites)
             active = _binarised(output)
             codes = pack_patterns(active)
-            self.sites.append({"name": name, "kind": type(module).__name__,
-                               "units": active.shape[1], "patterns": count_unique(codes)})
+            self.sites.append({"name": name, "kind": type(module).__name__, "units": active.shape[1],
+                               "patterns": count_unique(codes),
+                               "finite": bool(torch.isfinite(output).all())})
             self._site_of_tensor[id(output)] = (weakref.ref(output), index)
             if "kernel" in self.needs:
                 site_kernel = nwot_kernel(active)
@@ -273,6 +282,8 @@ def record(model: nn.Module, batch: Batch, needs: Iterable[str], *, gradient_dra
     needs = frozenset(needs)
     if needs - NEEDS:
         raise unknown_choice("probe need", sorted(needs - NEEDS)[0], NEEDS)
+    if "draws" in needs and not 1 <= gradient_draws <= len(batch):
+        raise LswagError(f"gradient_draws must be between 1 and the batch size {len(batch)}, got {gradient_draws}")
     loss_fn = loss_fn or F.cross_entropy
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     batch = Batch(x=batch.x.to(device), y=batch.y.to(device), num_classes=batch.num_classes,
@@ -295,20 +306,20 @@ def record(model: nn.Module, batch: Batch, needs: Iterable[str], *, gradient_dra
         with recorder.hooks(patterns=False):
             net.zero_grad(set_to_none=True)
             loss = _loss(net, batch, loss_fn, output)
-            loss.backward()
+            if loss.requires_grad:  # a network without parameters has no gradient to record
+                loss.backward()
         loss_value = float(loss.detach())
         gradients = {name: _weight_grad(recorder.layer_info[name]["module"]) for name in recorder.layer_order}
         seconds["gradient"] = time.perf_counter() - start
 
     if "draws" in needs:
-        if gradient_draws < 1 or gradient_draws > len(batch):
-            raise LswagError(f"gradient_draws must be between 1 and the batch size {len(batch)}, "
-                             f"got {gradient_draws}")
         start = time.perf_counter()
         with recorder.hooks(patterns=False):
             for chunk in batch.split(gradient_draws):
                 net.zero_grad(set_to_none=True)
-                _loss(net, chunk, loss_fn, output).backward()
+                loss = _loss(net, chunk, loss_fn, output)
+                if loss.requires_grad:
+                    loss.backward()
                 for name in recorder.layer_order:
                     draws.setdefault(name, []).append(_weight_grad(recorder.layer_info[name]["module"]))
         seconds["draws"] = time.perf_counter() - start
@@ -323,7 +334,7 @@ def _weight_grad(module: nn.Module) -> torch.Tensor:
 
 def _assemble(recorder: _Recorder, batch, gradients, draws, loss_value, seconds) -> Record:
     sites = [SiteRecord(name=s["name"], kind=s["kind"], units=s["units"], patterns=s["patterns"],
-                        percentile=percentile(i + 1, len(recorder.sites)))
+                        percentile=percentile(i + 1, len(recorder.sites)), finite=s["finite"])
              for i, s in enumerate(recorder.sites)]
     layers = []
     for position, name in enumerate(recorder.layer_order, start=1):

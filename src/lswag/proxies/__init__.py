@@ -40,6 +40,7 @@ class Proxy:
     function: Callable[..., float]
     needs: frozenset[str]
     family: str
+    validate: Callable[..., None] | None = None  # checks option values before any pass runs
 
     @property
     def summary(self) -> str:
@@ -55,10 +56,14 @@ class Proxy:
 _REGISTRY: dict[str, Proxy] = {}
 
 
-def proxy(name: str, needs: set[str] | frozenset[str] = frozenset()):
-    """Register ``function(record, model, **options) -> float`` under ``name``."""
+def proxy(name: str, needs: set[str] | frozenset[str] = frozenset(), validate: Callable[..., None] | None = None):
+    """Register ``function(record, model, **options) -> float`` under ``name``.
+
+    ``validate(**options)``, when given, raises :class:`LswagError` on a bad option value, so that
+    a typo is reported before the network runs.
+    """
     def decorate(function):
-        _REGISTRY[name] = Proxy(name, function, frozenset(needs), function.__module__.rsplit(".", 1)[-1])
+        _REGISTRY[name] = Proxy(name, function, frozenset(needs), function.__module__.rsplit(".", 1)[-1], validate)
         return function
     return decorate
 
@@ -74,12 +79,15 @@ def names() -> list[str]:
 
 
 def check_options(name: str, options: dict[str, Any]) -> None:
-    """Reject an option the proxy does not have, naming the ones it has."""
-    known = get(name).defaults
+    """Reject an option the proxy does not have (naming the ones it has) or a bad option value."""
+    entry = get(name)
+    known = entry.defaults
     for key in options:
         if key not in known:
             raise LswagError(f"proxy {name!r} has no option {key!r}; its options: "
                              f"{', '.join(known) or 'none'}")
+    if entry.validate is not None:
+        entry.validate(**{**known, **options})
 
 
 def compute(name: str, record: Record, model: nn.Module, **options) -> tuple[float | Failure, float]:

@@ -11,9 +11,13 @@ from lswag.probe import Record
 from lswag.proxies import ProxyFailure, proxy
 
 
-def _require_sites(record: Record) -> None:
+def require_sites(record: Record) -> None:
+    """Fail when no activation site ran, or one produced NaN/inf (its patterns would mean nothing)."""
     if not record.sites:
         raise ProxyFailure("no activation site (ReLU, ReLU6, LeakyReLU, GELU or SiLU module) ran")
+    broken = next((site.name for site in record.sites if not site.finite), None)
+    if broken is not None:
+        raise ProxyFailure(f"non-finite activations at {broken}")
 
 
 @proxy("nwot", needs={"kernel"})
@@ -23,7 +27,7 @@ def nwot(record: Record, model) -> float:
     K_ij counts the units on which samples i and j agree (units minus Hamming distance), summed
     over every activation site, as in NAS-Bench-Suite-Zero's ``nwot``.
     """
-    _require_sites(record)
+    require_sites(record)
     sign, logdet = np.linalg.slogdet(record.kernel)
     if sign == 0:
         raise ProxyFailure("the NWOT kernel is singular (two samples share every activation pattern)")
@@ -38,5 +42,5 @@ def swap(record: Record, model) -> float:
     distinct patterns are counted once. The official SWAP code uses a batch of 16 and averages
     32 re-initialisations; here it is one network on the probe's batch (choose ``--batch-size``).
     """
-    _require_sites(record)
+    require_sites(record)
     return float(record.network_patterns)

@@ -14,15 +14,23 @@ from lswag.proxies import ProxyFailure, proxy
 
 
 def _require(record: Record, attribute: str) -> list[LayerRecord]:
+    """The layers with ``attribute`` recorded; fails when there are none or one is NaN/inf."""
     layers = [layer for layer in record.layers if getattr(layer, attribute) is not None]
     if not layers:
         raise ProxyFailure("the network has no Conv or Linear layer")
+    for layer in layers:
+        if not bool(torch.isfinite(getattr(layer, attribute)).all()):
+            raise ProxyFailure(f"non-finite gradient in layer {layer.name}")
     return layers
 
 
 @proxy("grad_norm", needs={"gradient"})
 def grad_norm(record: Record, model) -> float:
-    """Σ_l ‖∂L/∂W_l‖_F over Conv/Linear layers (Abdelfattah et al. 2021; NAS-Bench-Suite-Zero)."""
+    """Σ_l ‖∂L/∂W_l‖_F over Conv/Linear layers (Abdelfattah et al. 2021; NAS-Bench-Suite-Zero).
+
+    A network whose weights receive no gradient at all (an NB201 cell with no input-output
+    path) scores a true 0, as does ``snip``; they rank last without being failures.
+    """
     return sum(float(layer.gradient.norm()) for layer in _require(record, "gradient"))
 
 
@@ -37,7 +45,15 @@ def gradient_statistic(layer: LayerRecord, numerator: str = "one") -> float | No
 
     σ_i is the standard deviation (ddof 0) of ∂L/∂w_i over the M gradient draws; n_i is 1
     (L-SWAG's Ψ_l, Eq. 1 of the paper) or mean_m |∂L/∂w_i| (``numerator="mean_abs"``, ZiCo).
+    Memoised on the layer record, so the variants of L-SWAG computed from one record share it.
     """
+    key = ("gradient_statistic", numerator)
+    if key not in layer.derived:
+        layer.derived[key] = _gradient_statistic(layer, numerator)
+    return layer.derived[key]
+
+
+def _gradient_statistic(layer: LayerRecord, numerator: str) -> float | None:
     draws = layer.gradient_draws.reshape(layer.gradient_draws.shape[0], -1).to(torch.float64)
     sigma = draws.std(dim=0, unbiased=False)
     varying = sigma > 0

@@ -26,6 +26,7 @@ from collections import defaultdict
 from lswag.errors import LswagError, unknown_choice
 from lswag.probe import PERC_BINS, LayerRecord, Record
 from lswag.proxies import ProxyFailure, proxy
+from lswag.proxies.activation import require_sites
 from lswag.proxies.gradient import require_draws, gradient_statistic
 
 PAIRINGS = ("feeding", "own", "bins")
@@ -33,14 +34,18 @@ PRODUCTS = ("sum", "log")
 
 
 def parse_window(window) -> tuple[int, int]:
-    """(p1, p2) from a pair or a text ``"p1-p2"``; 1 <= p1 <= p2 <= 10."""
-    if isinstance(window, str):
+    """(p1, p2) from a pair, a text ``"p1-p2"``, or one percentile p (the window [p, p])."""
+    malformed = LswagError(f"window {window!r} is not P1-P2 or P with integers 1..{PERC_BINS}")
+    if isinstance(window, int):
+        window = (window, window)
+    elif isinstance(window, str):
         try:
-            low, high = (int(part) for part in window.split("-"))
+            window = tuple(int(part) for part in window.split("-"))
         except ValueError:
-            raise LswagError(f"window {window!r} is not of the form P1-P2 with integers 1..{PERC_BINS}") from None
-    else:
-        low, high = window
+            raise malformed from None
+    if not isinstance(window, (tuple, list)) or len(window) != 2 or not all(isinstance(p, int) for p in window):
+        raise malformed
+    low, high = window
     if not 1 <= low <= high <= PERC_BINS:
         raise LswagError(f"window [{low}, {high}] must satisfy 1 <= p1 <= p2 <= {PERC_BINS}")
     return low, high
@@ -53,18 +58,25 @@ def layer_expressivity(record: Record, layer: LayerRecord, pairing: str) -> int:
         if site is not None:
             return record.sites[site].patterns
     if layer.output_patterns is None:
-        raise ProxyFailure(f"layer {layer.name} has no activation pattern")
+        raise ProxyFailure(f"layer {layer.name} has no activation pattern (non-finite or non-tensor output)")
     return layer.output_patterns
 
 
-@proxy("l_swag", needs={"draws", "patterns", "layer_outputs"})
-def l_swag(record: Record, model, window=(1, PERC_BINS), pairing: str = "feeding", product: str = "sum") -> float:
-    """Σ_{layers in the depth window} Ψ_l·Λ_l: gradient trainability times activation-pattern expressivity (L-SWAG, CVPR 2025)."""
-    low, high = parse_window(window)
+def check_options(window, pairing, product) -> None:
+    parse_window(window)
     if pairing not in PAIRINGS:
         raise unknown_choice("l_swag pairing", pairing, PAIRINGS)
     if product not in PRODUCTS:
         raise unknown_choice("l_swag product", product, PRODUCTS)
+
+
+@proxy("l_swag", needs={"draws", "patterns", "layer_outputs"}, validate=check_options)
+def l_swag(record: Record, model, window=(1, PERC_BINS), pairing: str = "feeding", product: str = "sum") -> float:
+    """Σ_{layers in the depth window} Ψ_l·Λ_l: gradient trainability times activation-pattern expressivity (L-SWAG, CVPR 2025)."""
+    check_options(window, pairing, product)
+    low, high = parse_window(window)
+    if record.sites:
+        require_sites(record)
     layers = [layer for layer in require_draws(record) if low <= layer.percentile <= high]
     psi = {layer.name: gradient_statistic(layer) for layer in layers}
     layers = [layer for layer in layers if psi[layer.name] is not None]

@@ -1,0 +1,120 @@
+"""Measure L-SWAG's open choices (window, pairing, product) and the other proxies on real NB201 truth.
+
+One probe per cell records everything; every proxy and every L-SWAG variant (all 55 windows
+[p1, p2] x 3 pairings x 2 products) is computed from that one record, so the variants are
+compared on identical passes. Rows are appended to ``--out`` as they are computed and a rerun
+skips cells already there. At the end it prints the Spearman rho of each proxy and of the
+L-SWAG variants against ``--metric``.
+
+    python benchmarks/nb201_lswag_options.py --n 300 --data npz:../shared/images/cifar10_sample.npz \
+        --metric cifar10_test_acc_200ep --out runs/nb201_c10.csv
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+from scipy.stats import spearmanr
+from tqdm import tqdm
+
+import lswag
+from lswag import probe
+from lswag import proxies as registry
+from lswag.proxies import Failure
+from lswag.proxies.lswag import PAIRINGS, PRODUCTS
+
+TRUTH = Path(__file__).resolve().parents[1].parent / "shared/benchmarks/nasbench201/nb201_groundtruth.csv"
+BASELINES = ["zico", "swap", "nwot", "synflow", "grad_norm", "snip", "params", "flops"]
+WINDOWS = [(a, b) for a in range(1, 11) for b in range(a, 11)]
+
+
+def variant_name(window, pairing, product):
+    return f"l_swag[{window[0]}-{window[1]},{pairing},{product}]"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--truth", type=Path, default=TRUTH)
+    parser.add_argument("--metric", default="cifar10_test_acc_200ep")
+    parser.add_argument("--n", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", default=f"npz:{TRUTH.parents[2] / 'images/cifar10_sample.npz'}")
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    with open(args.truth) as f:
+        truth = {row["arch_str"]: float(row[args.metric]) for row in csv.DictReader(f)}
+    space = lswag.spaces.get("nb201")
+    batch = lswag.load_batch(args.data, batch_size=args.batch_size, seed=args.seed, image_size=args.image_size)
+    columns = ["arch", "truth", "seconds_probe"] + BASELINES + [
+        variant_name(w, pa, pr) for w, pa, pr in itertools.product(WINDOWS, PAIRINGS, PRODUCTS)]
+    done = set()
+    if args.out.exists():
+        with open(args.out) as f:
+            done = {row["arch"] for row in csv.DictReader(f)}
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with open(args.out, "w", newline="") as f:
+            csv.writer(f).writerow(columns)
+
+    needs = set().union(*(registry.get(n).needs for n in BASELINES + ["l_swag"]))
+    for arch in tqdm(space.sample(args.n, seed=args.seed), desc="cells"):
+        text = space.format(arch)
+        if text in done:
+            continue
+        model = space.build(arch, num_classes=batch.num_classes, seed=args.seed)
+        start = time.perf_counter()
+        record = probe.record(model, batch, needs)
+        row = {"arch": text, "truth": truth[text], "seconds_probe": time.perf_counter() - start}
+        for name in BASELINES:
+            row[name] = registry.compute(name, record, model)[0]
+        for window, pairing, product in itertools.product(WINDOWS, PAIRINGS, PRODUCTS):
+            row[variant_name(window, pairing, product)] = registry.compute(
+                "l_swag", record, model, window=window, pairing=pairing, product=product)[0]
+        with open(args.out, "a", newline="") as f:
+            csv.writer(f).writerow(["" if isinstance(row[c], Failure) else row[c] for c in columns])
+            f.flush()
+            os.fsync(f.fileno())
+    report(args.out)
+
+
+def report(path: Path):
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    truth = [float(r["truth"]) for r in rows]
+
+    def rho(column):
+        # failures rank last, as NAS-Bench-Suite-Zero does
+        values = [float(r[column]) if r[column] else -math.inf for r in rows]
+        return spearmanr(values, truth).statistic, sum(1 for r in rows if not r[column])
+
+    print(f"{len(rows)} cells, {path}")
+    for name in BASELINES:
+        value, failures = rho(name)
+        print(f"  {name:<10} rho={value:.3f}  failures={failures}")
+    results = []
+    for window, pairing, product in itertools.product(WINDOWS, PAIRINGS, PRODUCTS):
+        value, failures = rho(variant_name(window, pairing, product))
+        results.append((value, window, pairing, product, failures))
+    for pairing, product in itertools.product(PAIRINGS, PRODUCTS):
+        value, failures = rho(variant_name((1, 10), pairing, product))
+        single = [rho(variant_name((p, p), pairing, product))[0] for p in range(1, 11)]
+        print(f"  l_swag all layers {pairing:<8} {product:<4} rho={value:.3f} failures={failures}; "
+              f"single percentiles: {' '.join(f'{s:.2f}' for s in single)}")
+    print("  best windows:")
+    for value, window, pairing, product, failures in sorted(results, reverse=True)[:10]:
+        print(f"    [{window[0]},{window[1]}] {pairing:<8} {product:<4} rho={value:.3f} failures={failures}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,283 @@
+"""Tests of the ``lswag`` command line: exit codes, one-line errors, output formats, and the demo.
+
+Error paths run the real entry point in a subprocess (``python -m lswag.cli`` and, where installed,
+the ``lswag`` console script); everything else calls :func:`lswag.cli.main` in-process. torch is
+limited to one thread (here and in the subprocesses): on a shared 2-core machine its default
+thread pool is up to 50x slower than one thread.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import lswag
+from lswag import proxies, spaces
+from lswag.cli import main
+
+ARCH_1601 = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|none~2|"
+# Row 1 of nb201_groundtruth.csv: index 1, its arch string and its NASLib op indices.
+ARCH_INDEX1 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+NASLIB_INDEX1 = "(2, 2, 0, 4, 2, 0)"
+NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+SOURCE_NAMES = ("digits", "cifar10:PATH", "cifar100:PATH", "npz:PATH", "gaussian")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def run_cli(*args: str, exe: list[str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    command = (exe or [sys.executable, "-m", "lswag.cli"]) + list(args)
+    return subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=timeout)
+
+
+def lswag_exe() -> list[str]:
+    path = shutil.which("lswag")
+    if path is None:
+        pytest.skip("the lswag console script is not on PATH")
+    return [path]
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess) -> str:
+    """Exit code 2, exactly one stderr line starting with 'lswag', no traceback anywhere."""
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("lswag"), lines[0]
+    assert "error" in lines[0]
+    return lines[0]
+
+
+def run_main(capsys, *argv: str) -> str:
+    assert main(list(argv)) == 0
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err
+    return captured.out
+
+
+def score_json(capsys, *argv: str) -> dict:
+    return json.loads(run_main(capsys, "score", "--format", "json", *argv))
+
+
+def values(doc: dict) -> dict[str, float | None]:
+    return {r["proxy"]: r["value"] for r in doc["results"]}
+
+
+def model_params_m(arch: str, num_classes: int) -> float:
+    model = spaces.get("nb201").build(spaces.get("nb201").parse(arch), num_classes=num_classes, seed=0)
+    return sum(p.numel() for p in model.parameters()) / 1e6
+
+
+# --- error paths: exit code 2, one line on stderr, valid choices named -------------------------
+
+ERROR_CASES = {
+    "malformed_arch": (["score", "--arch", "|conv_9x9~0|+|none~0|none~1|+|none~0|none~1|none~2|"],
+                       ["conv_9x9", *NB201_OPS]),
+    "index_too_big": (["score", "--arch", "15625"], ["15625", "0..15624"]),
+    "index_negative": (["score", "--arch", "-1"], ["-1", "0..15624"]),
+    "unknown_proxy": (["score", "--arch", "1", "--proxies", "params,nope"], ["'nope'", *proxies.names()]),
+    "unknown_space": (["score", "--arch", "1", "--space", "nb999"], ["nb999", "nb201"]),
+    "unknown_scheme": (["score", "--arch", "1", "--data", "foo:bar"], ["foo:bar", *SOURCE_NAMES]),
+    "missing_npz": (["score", "--arch", "1", "--proxies", "params", "--data", "npz:/no/such.npz"],
+                    ["/no/such.npz"]),
+    "bad_option_form": (["score", "--arch", "1", "--option", "l_swag.window"], ["l_swag.window", "PROXY.KEY=VALUE"]),
+    "unknown_option": (["score", "--arch", "1", "--option", "l_swag.nope=1"],
+                       ["'nope'", *proxies.get("l_swag").defaults]),
+    "missing_arch": (["score", "--proxies", "params"], ["--arch", "required"]),
+}
+
+
+@pytest.mark.parametrize("argv, needles", list(ERROR_CASES.values()), ids=list(ERROR_CASES))
+def test_error_is_one_line_exit_2(argv, needles):
+    line = assert_one_line_error(run_cli(*argv))
+    for needle in needles:
+        assert needle in line, (needle, line)
+
+
+def test_missing_cifar_folder_mentions_download(tmp_path):
+    empty = tmp_path / "empty_dir"
+    empty.mkdir()
+    line = assert_one_line_error(run_cli("score", "--arch", "1", "--proxies", "params",
+                                         "--data", f"cifar10:{empty}"))
+    assert "cifar10" in line and str(empty) in line and "--download" in line
+
+
+def test_error_through_console_script():
+    line = assert_one_line_error(run_cli("score", "--arch", "99999", exe=lswag_exe()))
+    assert "99999" in line and "0..15624" in line
+
+
+def test_bad_window_option_is_a_one_line_error():
+    for bad in ("1.5", "12-3", "a-b"):
+        line = assert_one_line_error(run_cli("score", "--arch", "1601", "--batch-size", "8",
+                                             "--option", f"l_swag.window={bad}"))
+        assert "window" in line
+
+
+def test_single_percentile_window_equals_its_range(capsys):
+    single = values(score_json(capsys, "--arch", "1601", "--batch-size", "8", "--option", "l_swag.window=5"))
+    ranged = values(score_json(capsys, "--arch", "1601", "--batch-size", "8", "--option", "l_swag.window=5-5"))
+    assert single["l_swag"] == ranged["l_swag"]
+
+
+# --- score ----------------------------------------------------------------------------------------
+
+def test_score_json(capsys):
+    doc = score_json(capsys, "--arch", "1601", "--proxies", "l_swag,zico,params", "--batch-size", "8")
+    assert doc["arch"] == ARCH_1601
+    assert doc["space"] == "nb201" and doc["batch_size"] == 8 and doc["seed"] == 0
+    assert [r["proxy"] for r in doc["results"]] == ["l_swag", "zico", "params"]
+    for r in doc["results"]:
+        assert r["failure"] is None
+        assert isinstance(r["value"], float) and math.isfinite(r["value"]), r
+        assert isinstance(r["seconds"], float) and r["seconds"] >= 0, r
+    params = values(doc)["params"]
+    assert params == pytest.approx(model_params_m(ARCH_1601, 10), abs=1e-6)
+    assert params == pytest.approx(0.559386, abs=1e-6)   # NB201 benchmark value for this cell
+    assert abs(params - 0.5594) < 0.001
+
+
+def parse_table(out: str) -> tuple[str, dict[str, str]]:
+    lines = out.splitlines()
+    assert lines[1].split() == ["proxy", "value", "seconds"]
+    rows = {}
+    for line in lines[2:]:
+        name, rest = line.split(None, 1)
+        value, seconds = rest.rsplit(None, 1)
+        assert float(seconds) >= 0
+        rows[name] = value.strip()
+    assert len(rows) == len(lines) - 2, "a proxy appears twice"
+    return lines[0], rows
+
+
+def test_score_table_one_row_per_proxy(capsys):
+    header, rows = parse_table(run_main(capsys, "score", "--arch", "1601", "--proxies", "zico,params",
+                                        "--batch-size", "8"))
+    assert header.startswith(f"nb201 {ARCH_1601}") and "batch 8" in header
+    assert list(rows) == ["zico", "params"]
+    assert float(rows["params"]) == pytest.approx(0.559386, abs=1e-6)
+    assert math.isfinite(float(rows["zico"]))
+
+
+def test_score_all_proxies(capsys):
+    _, rows = parse_table(run_main(capsys, "score", "--arch", "1601", "--proxies", "all", "--batch-size", "8"))
+    assert sorted(rows) == proxies.names()
+    for name, text in rows.items():
+        assert not text.startswith("failed"), (name, text)
+        assert math.isfinite(float(text)), (name, text)
+
+
+def test_score_deterministic_and_seeded(capsys):
+    argv = ("--arch", "1601", "--proxies", "l_swag,zico,params", "--batch-size", "8")
+    first, second = score_json(capsys, *argv), score_json(capsys, *argv)
+    assert values(first) == values(second)
+    other = score_json(capsys, *argv, "--seed", "1")
+    assert other["seed"] == 1
+    assert values(other)["l_swag"] != values(first)["l_swag"]
+    assert values(other)["params"] == values(first)["params"]
+
+
+def test_arch_forms_are_the_same_cell(capsys):
+    docs = [score_json(capsys, "--arch", arch, "--proxies", "l_swag,params", "--batch-size", "8")
+            for arch in (ARCH_INDEX1, NASLIB_INDEX1, "1")]
+    assert [d["arch"] for d in docs] == [ARCH_INDEX1] * 3
+    assert values(docs[0]) == values(docs[1]) == values(docs[2])
+    assert values(docs[0])["params"] == pytest.approx(model_params_m(ARCH_INDEX1, 10), abs=1e-6)
+    assert values(docs[0])["params"] == pytest.approx(0.802426, abs=1e-6)   # CSV row 1
+
+
+def test_score_on_npz(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "tiny.npz"
+    np.savez(path, x=rng.integers(0, 256, size=(12, 32, 32, 3), dtype=np.uint8),
+             y=np.arange(12) % 4)
+    doc = score_json(capsys, "--arch", "1601", "--proxies", "l_swag,params",
+                     "--data", f"npz:{path}", "--batch-size", "8")
+    assert doc["data"] == f"npz:{path}"
+    assert all(isinstance(v, float) and math.isfinite(v) for v in values(doc).values()), doc
+    # the classifier follows the batch's 4 classes (max label + 1)
+    assert values(doc)["params"] == pytest.approx(model_params_m(ARCH_1601, 4), abs=1e-6)
+    assert values(doc)["params"] < 0.559386
+
+
+def test_score_on_gaussian(capsys):
+    doc = score_json(capsys, "--arch", "1601", "--proxies", "l_swag,params", "--data", "gaussian",
+                     "--batch-size", "8")
+    assert doc["data"] == "gaussian"
+    assert all(isinstance(v, float) and math.isfinite(v) for v in values(doc).values()), doc
+
+
+# --- spaces, proxies, version -------------------------------------------------------------------
+
+def test_spaces(capsys):
+    out = run_main(capsys, "spaces")
+    (line,) = [l for l in out.splitlines() if l.split()[0] == "nb201"]
+    assert "15625" in line.split()
+
+
+def test_proxies(capsys):
+    out = run_main(capsys, "proxies")
+    listed = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    assert sorted(listed) == proxies.names()
+    for key, default in proxies.get("l_swag").defaults.items():
+        assert f"{key}={default!r}" in listed["l_swag"]
+
+
+def test_version():
+    proc = run_cli("--version")
+    assert proc.returncode == 0 and proc.stdout == f"lswag {lswag.__version__}\n"
+    assert lswag.__version__ != "0.0.0+unknown"
+
+
+def test_version_through_console_script():
+    proc = run_cli("--version", exe=lswag_exe())
+    assert proc.returncode == 0 and proc.stdout.strip() == f"lswag {lswag.__version__}"
+
+
+# --- demo -----------------------------------------------------------------------------------------
+
+DEMO_ROW = re.compile(r"^\s*(\d+)\s+(.+?)\s+(\d+\.\d\d)s\s+(\|\S+\|)$")
+
+
+def check_demo(out: str, n: int) -> None:
+    lines = out.splitlines()
+    assert lines[0].startswith(f"{n} NB201 cells ranked by l_swag")
+    rows = [DEMO_ROW.match(line) for line in lines[1:]]
+    assert len(rows) == n and all(rows), lines
+    assert [int(m.group(1)) for m in rows] == list(range(1, n + 1))
+    archs = [m.group(4) for m in rows]
+    assert len(set(archs)) == n
+    assert all(spaces.get("nb201").format(spaces.get("nb201").parse(a)) == a for a in archs)
+    texts = [m.group(2) for m in rows]
+    failed = [t.startswith("failed: ") for t in texts]
+    assert failed == sorted(failed), "a failure is ranked above a scored cell"
+    scores = [float(t) for t, f in zip(texts, failed) if not f]
+    assert all(math.isfinite(s) for s in scores)
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_demo_small(capsys):
+    check_demo(run_main(capsys, "demo", "--n", "3", "--batch-size", "8"), 3)
+
+
+@pytest.mark.slow
+def test_demo_defaults_subprocess():
+    proc = run_cli("demo", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    check_demo(proc.stdout, 20)

@@ -1,0 +1,495 @@
+"""Tests of the proxies against independent computations written here: gradients taken by hand
+with torch.autograd on a deep copy, activation patterns counted with Python sets over the
+test's own forward hooks, closed forms for synflow and the size proxies.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import lswag
+from lswag import probe, proxies
+from lswag.data import Batch, load_batch
+from lswag.errors import LswagError
+from lswag.proxies import Failure
+
+SITE_TYPES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU)
+GRADIENT_PROXIES = ("grad_norm", "snip", "zico", "l_swag")
+
+
+# --------------------------------------------------------------------------- independent helpers
+
+def randn(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def make_batch(x, num_classes=4, seed=0) -> Batch:
+    g = torch.Generator().manual_seed(seed + 1000)
+    return Batch(x, torch.randint(0, num_classes, (x.shape[0],), generator=g), num_classes, "test")
+
+
+def layer_names(model):
+    """Weight-carrying modules; the test nets run them in definition order."""
+    return [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+
+
+def hand_gradients(model, x, y) -> dict[str, np.ndarray]:
+    """dL/dW of every Conv/Linear weight, cross-entropy on (x, y), train mode, on a deep copy."""
+    net = copy.deepcopy(model).train()
+    modules = dict(net.named_modules())
+    loss = F.cross_entropy(net(x), y)
+    weights = [modules[n].weight for n in layer_names(net)]
+    grads = torch.autograd.grad(loss, weights)
+    return {n: g.double().numpy() for n, g in zip(layer_names(net), grads)}
+
+
+def hand_draws(model, batch, m=2) -> list[dict[str, np.ndarray]]:
+    size = len(batch)
+    bounds = [size * i // m for i in range(m + 1)] if size % m == 0 else None
+    assert bounds is not None, "test batches split evenly"
+    return [hand_gradients(model, batch.x[a:b], batch.y[a:b]) for a, b in zip(bounds, bounds[1:])]
+
+
+def psi(g1, g2, numerator=None):
+    """ln Σ_{σ>0} n/σ with σ = |g1 - g2| / 2 (the ddof-0 std of two draws)."""
+    sigma = np.abs(g1 - g2).ravel() / 2
+    keep = sigma > 0
+    top = np.ones_like(sigma) if numerator is None else numerator.ravel()
+    total = float(np.sum(top[keep] / sigma[keep]))
+    return math.log(total) if total > 0 else None
+
+
+def outputs_in_order(model, x, types):
+    seen = []
+    handles = [m.register_forward_hook(lambda mod, i, o, n=n: seen.append((n, o.detach().clone())))
+               for n, m in model.named_modules() if isinstance(m, types)]
+    try:
+        with torch.no_grad():   # the test nets have no BN or dropout: train/eval give the same output
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return seen
+
+
+def binary_codes(out) -> np.ndarray:
+    """(B, units) 0/1 codes of a map, units enumerated with plain index loops."""
+    a = out.numpy()
+    return np.array([[1 if a[(b,) + u] > 0 else 0 for u in np.ndindex(a.shape[1:])] for b in range(a.shape[0])])
+
+
+def distinct_columns(codes: np.ndarray) -> int:
+    return len({tuple(int(codes[b, u]) for b in range(codes.shape[0])) for u in range(codes.shape[1])})
+
+
+def two_layer_net(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 4))
+
+
+def conv_net(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(64, 4))
+
+
+def value(model, batch, name, **kwargs):
+    return lswag.score(model, batch, [name], **kwargs)[name]
+
+
+# --------------------------------------------------------------------------- zico and Ψ
+
+@pytest.mark.parametrize("build,shape", [(two_layer_net, (8, 6)), (conv_net, (8, 2, 4, 4))])
+def test_zico_closed_form(build, shape):
+    model = build(seed=1)
+    batch = make_batch(randn(*shape, seed=1))
+    g1, g2 = hand_draws(model, batch)
+    terms = [psi(g1[n], g2[n], numerator=(np.abs(g1[n]) + np.abs(g2[n])) / 2) for n in layer_names(model)]
+    assert all(t is not None for t in terms)
+    assert value(model, batch, "zico") == pytest.approx(sum(terms), rel=1e-9)
+
+
+def test_zico_skips_layers_whose_gradient_never_varies():
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 4))
+    with torch.no_grad():
+        model[2].weight.zero_()                 # no signal flows back to W1: its gradient is 0 on both
+                                                # halves, while W2's (dL/dout · hiddenᵀ) varies
+    batch = make_batch(randn(8, 6, seed=2))
+    g1, g2 = hand_draws(model, batch)
+    assert not np.any(g1["0"]) and not np.any(g2["0"])
+    expected = psi(g1["2"], g2["2"], numerator=(np.abs(g1["2"]) + np.abs(g2["2"])) / 2)
+    assert value(model, batch, "zico") == pytest.approx(expected, rel=1e-9)
+
+
+def test_zico_needs_two_draws():
+    model = two_layer_net()
+    batch = make_batch(randn(8, 6))
+    result = value(model, batch, "zico", gradient_draws=1)
+    assert isinstance(result, Failure) and "2 gradient draws" in result.reason
+    assert isinstance(value(model, batch, "l_swag", gradient_draws=1), Failure)
+
+
+# --------------------------------------------------------------------------- l_swag
+
+def test_l_swag_pairings_and_products_closed_form():
+    model = two_layer_net(seed=3)
+    batch = make_batch(randn(8, 6, seed=3))
+    g1, g2 = hand_draws(model, batch)
+    psis = {n: psi(g1[n], g2[n]) for n in ("0", "2")}
+    assert all(p is not None for p in psis.values())
+    outs = dict(outputs_in_order(model, batch.x, (nn.Linear, nn.ReLU)))
+    own = {n: distinct_columns(binary_codes(outs[n])) for n in ("0", "2")}   # the layers' own outputs
+    relu = distinct_columns(binary_codes(outs["1"]))
+    # the 2nd Linear is fed by the ReLU; the 1st has no feeding site and takes the first one after it
+    feeding = {"0": relu, "2": relu}
+    assert own != feeding                                      # the two pairings really differ here
+
+    rec = probe.record(model, batch, proxies.get("l_swag").needs)
+    assert [(l.name, l.input_site, l.next_site) for l in rec.layers] == [("0", None, 0), ("2", 0, None)]
+
+    def compute(**options):
+        result, seconds = proxies.compute("l_swag", rec, model, **options)
+        assert seconds >= 0
+        return result
+
+    cases = {
+        ("own", "sum"): sum(psis[n] * own[n] for n in psis),
+        ("feeding", "sum"): sum(psis[n] * feeding[n] for n in psis),
+        ("own", "log"): sum(psis[n] + math.log(own[n]) for n in psis),
+        ("feeding", "log"): sum(psis[n] + math.log(feeding[n]) for n in psis),
+    }
+    for (pairing, product), expected in cases.items():
+        assert compute(pairing=pairing, product=product) == pytest.approx(expected, rel=1e-9), (pairing, product)
+    # defaults: feeding, sum, every layer; and the same through lswag.score
+    assert compute() == pytest.approx(cases[("feeding", "sum")], rel=1e-9)
+    assert value(model, batch, "l_swag") == pytest.approx(cases[("feeding", "sum")], rel=1e-9)
+    assert value(model, batch, "l_swag", options={"l_swag": {"window": "1-10", "pairing": "own"}}) == \
+        pytest.approx(cases[("own", "sum")], rel=1e-9)
+
+
+def deep_net(seed=4, depth=12):
+    torch.manual_seed(seed)
+    modules = []
+    for _ in range(depth - 1):
+        modules += [nn.Linear(5, 5), nn.LeakyReLU(0.1)]
+    return nn.Sequential(*modules, nn.Linear(5, 3))
+
+
+def test_l_swag_window_and_bins_on_a_deep_net():
+    model = deep_net()
+    batch = make_batch(randn(8, 5, seed=4), num_classes=3)
+    names = layer_names(model)
+    assert len(names) == 12
+    p_layer = {n: -(-10 * (i + 1) // 12) for i, n in enumerate(names)}
+    assert list(p_layer.values()) == [1, 2, 3, 4, 5, 5, 6, 7, 8, 9, 10, 10]
+    g1, g2 = hand_draws(model, batch)
+    psis = {n: psi(g1[n], g2[n]) for n in names}
+    outs = outputs_in_order(model, batch.x, (nn.Linear, nn.LeakyReLU))
+    site_lambda = [distinct_columns(binary_codes(o)) for n, o in outs if isinstance(model[int(n)], nn.LeakyReLU)]
+    own = {n: distinct_columns(binary_codes(o)) for n, o in outs if n in names}
+    # layer i (0-based) is fed by site i-1; the first layer takes site 0, the one after it
+    feeding = {n: site_lambda[max(i - 1, 0)] for i, n in enumerate(names)}
+
+    rec = probe.record(model, batch, proxies.get("l_swag").needs)
+    assert [l.percentile for l in rec.layers] == list(p_layer.values())
+    assert [s.patterns for s in rec.sites] == site_lambda
+    assert [s.percentile for s in rec.sites] == [-(-10 * i // 11) for i in range(1, 12)]
+
+    def expected(window, lam, log=False):
+        keep = [n for n in names if window[0] <= p_layer[n] <= window[1] and psis[n] is not None]
+        assert keep
+        return sum(psis[n] + math.log(lam[n]) if log else psis[n] * lam[n] for n in keep)
+
+    for window in ((1, 10), (3, 5), (10, 10), (6, 9)):
+        for text in (window, f"{window[0]}-{window[1]}"):
+            got = proxies.compute("l_swag", rec, model, window=text)[0]
+            assert got == pytest.approx(expected(window, feeding), rel=1e-9)
+        got = proxies.compute("l_swag", rec, model, window=window, pairing="own", product="log")[0]
+        assert got == pytest.approx(expected(window, own, log=True), rel=1e-9)
+    assert proxies.compute("l_swag", rec, model, window=(3, 5))[0] != \
+        pytest.approx(proxies.compute("l_swag", rec, model)[0], rel=1e-6)
+
+    # bins: Σ over percentile bins in the window of mean Ψ of its layers times mean Λ of its sites
+    site_bins = [-(-10 * i // 11) for i in range(1, 12)]
+    for window in ((1, 10), (4, 7)):
+        total = 0.0
+        for b in range(window[0], window[1] + 1):
+            ps = [psis[n] for n in names if p_layer[n] == b and psis[n] is not None]
+            ls = [lam for lam, sb in zip(site_lambda, site_bins) if sb == b]
+            if ps and ls:
+                total += (sum(ps) / len(ps)) * (sum(ls) / len(ls))
+        got = proxies.compute("l_swag", rec, model, window=window, pairing="bins")[0]
+        assert got == pytest.approx(total, rel=1e-9)
+
+
+# --------------------------------------------------------------------------- activation proxies
+
+def relu_conv_net(seed=5):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 3, 3, padding=1), nn.ReLU(),
+                         nn.Flatten(), nn.Linear(48, 6), nn.ReLU(), nn.Linear(6, 4))
+
+
+def gelu_net(seed=6):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(5, 24), nn.GELU(), nn.Linear(24, 24), nn.GELU(), nn.Linear(24, 4))
+
+
+@pytest.mark.parametrize("build,shape", [(relu_conv_net, (6, 2, 4, 4)), (gelu_net, (6, 5))])
+def test_nwot_against_hand_built_kernel(build, shape):
+    model = build()
+    batch = make_batch(randn(*shape, seed=7))
+    codes = [binary_codes(o) for _, o in outputs_in_order(model, batch.x, SITE_TYPES)]
+    assert len(codes) in (2, 3)
+    size = shape[0]
+    kernel = np.zeros((size, size))
+    for c in codes:
+        for i in range(size):
+            for j in range(size):
+                kernel[i, j] += int(np.sum(c[i] == c[j]))
+    sign, logdet = np.linalg.slogdet(kernel)
+    assert sign != 0
+    rec = probe.record(model, batch, {"kernel"})
+    np.testing.assert_array_equal(rec.kernel, kernel)
+    assert value(model, batch, "nwot") == pytest.approx(logdet, rel=1e-12)
+
+
+def test_nwot_singular_kernel_is_a_failure():
+    model = two_layer_net()
+    x = randn(6, 6)
+    x[3] = x[2]                                       # two identical samples: identical codes
+    result = value(model, make_batch(x), "nwot")
+    assert isinstance(result, Failure) and "singular" in result.reason
+
+
+@pytest.mark.parametrize("build,shape", [(relu_conv_net, (7, 2, 4, 4)), (gelu_net, (3, 5)), (gelu_net, (70, 5))])
+def test_swap_is_network_level_distinct_patterns(build, shape):
+    model = build()
+    batch = make_batch(randn(*shape, seed=8))
+    codes = np.concatenate([binary_codes(o) for _, o in outputs_in_order(model, batch.x, SITE_TYPES)], axis=1)
+    expected = distinct_columns(codes)
+    per_site_sum = sum(s.patterns for s in probe.record(model, batch, {"patterns"}).sites)
+    assert value(model, batch, "swap") == expected
+    if shape[0] == 3:
+        assert expected <= 8 < per_site_sum         # counted once over all sites, not summed per site
+
+
+# --------------------------------------------------------------------------- gradient baselines
+
+def bn_conv_net(seed=9):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(),
+                         nn.Flatten(), nn.Linear(48, 4))
+
+
+def test_grad_norm_and_snip_against_hand_gradients():
+    model = bn_conv_net()
+    with torch.no_grad():                 # running statistics that eval mode would use instead of the batch's
+        model[1].running_mean.fill_(1.0)
+        model[1].running_var.fill_(9.0)
+    model.eval()                          # the probe must still run in train mode (batch statistics)
+    batch = make_batch(randn(8, 2, 4, 4, seed=9))
+    grads = hand_gradients(model, batch.x, batch.y)
+    modules = dict(model.named_modules())
+    weights = {n: modules[n].weight.detach().double().numpy() for n in grads}
+    expected_norm = sum(math.sqrt(float(np.sum(g * g))) for g in grads.values())
+    expected_snip = sum(float(np.sum(np.abs(grads[n] * weights[n]))) for n in grads)
+    got = lswag.score(model, batch, ["grad_norm", "snip"])
+    assert got["grad_norm"] == pytest.approx(expected_norm, rel=1e-5)
+    assert got["snip"] == pytest.approx(expected_snip, rel=1e-5)
+
+
+# --------------------------------------------------------------------------- synflow
+
+def test_synflow_closed_form():
+    torch.manual_seed(10)
+    model = nn.Sequential(nn.Linear(5, 7, bias=False), nn.ReLU(), nn.Linear(7, 3, bias=False))
+    batch = make_batch(randn(4, 5))
+    w1 = np.abs(model[0].weight.detach().double().numpy())
+    w2 = np.abs(model[2].weight.detach().double().numpy())
+    # R = 1ᵀ|W2||W1|1; ∂R/∂W1[j,k] = Σ_i |W2|[i,j]; ∂R/∂W2[i,j] = (|W1| 1)_j
+    d_w1 = np.repeat(w2.sum(0)[:, None], 5, axis=1)
+    d_w2 = np.repeat(w1.sum(1)[None, :], 3, axis=0)
+    expected = math.log(np.sum(np.abs(w1 * d_w1)) + np.sum(np.abs(w2 * d_w2)))
+    assert value(model, batch, "synflow") == pytest.approx(expected, rel=1e-12)
+    assert model[0].weight.dtype == torch.float32 and (model[0].weight < 0).any()   # user's net untouched
+
+
+def test_synflow_removes_batchnorm():
+    torch.manual_seed(11)
+    with_bn = nn.Sequential(nn.Linear(5, 7), nn.BatchNorm1d(7), nn.ReLU(), nn.Linear(7, 3))
+    with torch.no_grad():                     # a BN that would change the result if it were kept
+        with_bn[1].weight.fill_(3.0)
+        with_bn[1].bias.fill_(-2.0)
+        with_bn[1].running_var.fill_(4.0)
+        with_bn[1].running_mean.fill_(0.5)
+    without = nn.Sequential(copy.deepcopy(with_bn[0]), nn.ReLU(), copy.deepcopy(with_bn[3]))
+    batch = make_batch(randn(4, 5))
+    a, b = value(with_bn, batch, "synflow"), value(without, batch, "synflow")
+    assert isinstance(a, float) and a == pytest.approx(b, rel=1e-12)
+    # a kept (eval-mode) BN would scale the hidden layer by 3/2 and shift it: a different value
+    kept = copy.deepcopy(with_bn).double().eval()
+    for p in kept.parameters():
+        p.data.abs_()
+    out = kept(torch.ones(1, 5, dtype=torch.float64)).sum()
+    ws = [kept[0].weight, kept[3].weight]
+    total = sum(float((w.detach() * g).abs().sum()) for w, g in zip(ws, torch.autograd.grad(out, ws)))
+    assert math.log(total) != pytest.approx(a, rel=1e-6)
+
+
+def test_synflow_fails_without_an_input_output_path():
+    space = lswag.spaces.get("nb201")
+    cell = space.parse("1651")
+    assert set(cell) == {"none"}
+    model = space.build(cell, C=4, N=1, seed=0)
+    result = value(model, make_batch(randn(2, 3, 8, 8), num_classes=10), "synflow")
+    assert isinstance(result, Failure) and "does not depend" in result.reason
+
+
+# --------------------------------------------------------------------------- size
+
+def test_params_and_flops_hand_counted():
+    torch.manual_seed(12)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 3, stride=2),
+                          nn.Flatten(), nn.Linear(18, 5))
+    batch = make_batch(randn(3, 3, 8, 8), num_classes=5)
+    # MACs: conv C_out·H_out·W_out·C_in·k·k, linear in·out
+    macs = 4 * 8 * 8 * 3 * 3 * 3 + 2 * 3 * 3 * 4 * 3 * 3 + 18 * 5
+    count = (4 * 3 * 9 + 4) + (2 * 4 * 9 + 2) + (18 * 5 + 5)
+    got = lswag.score(model, batch, ["params", "flops"])
+    assert got["flops"] == pytest.approx(macs / 1e6, rel=1e-12)
+    assert got["params"] == pytest.approx(count / 1e6, rel=1e-12)
+
+
+def test_nb201_cell_11_params_and_flops():
+    space = lswag.spaces.get("nb201")
+    model = space.build(space.parse("11"), seed=0)
+    batch = load_batch("gaussian", batch_size=2, image_size=32)
+    got = lswag.score(model, batch, ["params", "flops"])
+    assert got["flops"] == pytest.approx(113.95137, abs=1e-4)
+    assert got["params"] == pytest.approx(0.802426, abs=1e-9)
+
+
+# --------------------------------------------------------------------------- failures
+
+def test_no_activation_module_fails_activation_proxies():
+    torch.manual_seed(13)
+    model = nn.Sequential(nn.Linear(5, 6), nn.Tanh(), nn.Linear(6, 3))
+    got = lswag.score(model, make_batch(randn(6, 5), num_classes=3), ["nwot", "swap", "grad_norm"])
+    for name in ("nwot", "swap"):
+        assert isinstance(got[name], Failure) and "activation" in got[name].reason
+    assert isinstance(got["grad_norm"], float)
+
+
+def test_no_layer_fails_gradient_proxies():
+    model = nn.Sequential(nn.BatchNorm1d(3), nn.ReLU())          # parameters, but no Conv/Linear
+    got = lswag.score(model, make_batch(randn(4, 3), num_classes=3), GRADIENT_PROXIES)
+    for name in GRADIENT_PROXIES:
+        assert isinstance(got[name], Failure) and "Conv or Linear" in got[name].reason
+
+
+def test_parameter_free_network_fails_gradient_proxies():
+    got = lswag.score(nn.Sequential(nn.ReLU()), make_batch(randn(4, 3), num_classes=3), GRADIENT_PROXIES)
+    for name in GRADIENT_PROXIES:
+        assert isinstance(got[name], Failure) and "Conv or Linear" in got[name].reason
+
+
+def nan_batch():
+    x = randn(8, 6)
+    x[:] = float("nan")
+    return make_batch(x)
+
+
+def test_nan_input_fails_every_gradient_proxy():
+    got = lswag.score(two_layer_net(), nan_batch(), GRADIENT_PROXIES)
+    for name in GRADIENT_PROXIES:
+        assert isinstance(got[name], Failure), name
+    assert "non-finite" in got["grad_norm"].reason and "non-finite" in got["snip"].reason
+
+
+def test_nan_gradient_failure_reason_says_non_finite():
+    got = lswag.score(two_layer_net(), nan_batch(), ["zico", "l_swag"])
+    for name in ("zico", "l_swag"):
+        assert any(w in got[name].reason.lower() for w in ("non-finite", "nan")), got[name].reason
+
+
+def test_nan_activations_fail_swap():
+    assert isinstance(value(two_layer_net(), nan_batch(), "swap"), Failure)
+
+
+# --------------------------------------------------------------------------- determinism
+
+def tiny_nb201(seed=0):
+    space = lswag.spaces.get("nb201")
+    return space.build("|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_1x1~1|"
+                       "skip_connect~2|", num_classes=10, seed=seed, C=4, N=1)
+
+
+def test_scores_are_deterministic():
+    batch = load_batch("gaussian", batch_size=8, image_size=8, seed=0)
+    names = proxies.names()
+    assert {"grad_norm", "snip", "zico", "nwot", "swap", "l_swag", "synflow", "params", "flops"} <= set(names)
+    model = tiny_nb201()
+    first = lswag.evaluate(model, batch, names)
+    second = lswag.score(model, batch, names)
+    rebuilt = lswag.score(tiny_nb201(), batch, names)
+    values = {r.name: r.value for r in first}
+    assert values == second == rebuilt
+    assert [r.name for r in first] == names
+    assert all(r.seconds >= 0 for r in first)
+    assert all(isinstance(v, float) and math.isfinite(v) for v in values.values()), values
+    other = lswag.score(tiny_nb201(seed=1), batch, ["grad_norm", "l_swag"])
+    assert other["grad_norm"] != values["grad_norm"] and other["l_swag"] != values["l_swag"]
+
+
+# --------------------------------------------------------------------------- options
+
+def _one_line(error) -> str:
+    text = str(error.value)
+    assert "\n" not in text
+    return text
+
+
+def test_unknown_option_lists_options():
+    model, batch = two_layer_net(), make_batch(randn(4, 6))
+    with pytest.raises(LswagError) as info:
+        lswag.score(model, batch, ["l_swag"], options={"l_swag": {"windw": (1, 10)}})
+    text = _one_line(info)
+    assert "windw" in text and all(k in text for k in ("window", "pairing", "product"))
+    with pytest.raises(LswagError) as info:
+        lswag.score(model, batch, ["zico"], options={"zico": {"window": (1, 10)}})
+    assert "none" in _one_line(info)
+    with pytest.raises(LswagError) as info:
+        lswag.score(model, batch, ["zico"], options={"l_swag": {"window": (1, 10)}})
+    _one_line(info)
+
+
+@pytest.mark.parametrize("window", ["0-3", "3-11", "5-3", "3", "a-b", (0, 3), (4, 2)])
+def test_bad_window(window):
+    with pytest.raises(LswagError) as info:
+        lswag.score(two_layer_net(), make_batch(randn(4, 6)), ["l_swag"], options={"l_swag": {"window": window}})
+    _one_line(info)
+
+
+def test_bad_pairing_and_product():
+    model, batch = two_layer_net(), make_batch(randn(4, 6))
+    with pytest.raises(LswagError) as info:
+        lswag.score(model, batch, ["l_swag"], options={"l_swag": {"pairing": "nearest"}})
+    text = _one_line(info)
+    assert "nearest" in text and all(p in text for p in ("feeding", "own", "bins"))
+    with pytest.raises(LswagError) as info:
+        lswag.score(model, batch, ["l_swag"], options={"l_swag": {"product": "prod"}})
+    assert all(p in _one_line(info) for p in ("sum", "log"))
+
+
+def test_unknown_proxy_lists_proxies():
+    with pytest.raises(LswagError) as info:
+        proxies.get("zicoo")
+    text = _one_line(info)
+    assert all(n in text for n in proxies.names())
