@@ -215,7 +215,7 @@ def test_l_swag_window_and_bins_on_a_deep_net():
     assert proxies.compute("l_swag", rec, model, window=(3, 5))[0] != \
         pytest.approx(proxies.compute("l_swag", rec, model)[0], rel=1e-6)
 
-    # bins: Σ over percentile bins in the window of mean Ψ of its layers times mean Λ of its sites
+    # bins: Σ over percentile bins in the window of (Σ Ψ of its layers) times (Σ Λ of its sites)
     site_bins = [-(-10 * i // 11) for i in range(1, 12)]
     for window in ((1, 10), (4, 7)):
         total = 0.0
@@ -223,7 +223,7 @@ def test_l_swag_window_and_bins_on_a_deep_net():
             ps = [psis[n] for n in names if p_layer[n] == b and psis[n] is not None]
             ls = [lam for lam, sb in zip(site_lambda, site_bins) if sb == b]
             if ps and ls:
-                total += (sum(ps) / len(ps)) * (sum(ls) / len(ls))
+                total += sum(ps) * sum(ls)
         got = proxies.compute("l_swag", rec, model, window=window, pairing="bins")[0]
         assert got == pytest.approx(total, rel=1e-9)
 
@@ -278,6 +278,8 @@ def test_swap_is_network_level_distinct_patterns(build, shape):
     assert value(model, batch, "swap") == expected
     if shape[0] == 3:
         assert expected <= 8 < per_site_sum         # counted once over all sites, not summed per site
+    layer_level = sum(distinct_columns(binary_codes(o)) for _, o in outputs_in_order(model, batch.x, SITE_TYPES))
+    assert lswag.score(model, batch, ["swap"], options={"swap": {"level": "layers"}})["swap"] == layer_level
 
 
 # --------------------------------------------------------------------------- gradient baselines

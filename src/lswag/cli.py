@@ -29,7 +29,7 @@ def _cmd_score(args) -> None:
     for text in args.option:
         name, key, value = parse_option(text)
         options.setdefault(name, {})[key] = value
-    arch, results = score_architecture(
+    arch, options, results = score_architecture(
         args.space, args.arch, proxies=args.proxies, data=args.data, batch_size=args.batch_size,
         seed=args.seed, download=args.download, options=options, gradient_draws=args.draws)
     space = spaces.get(args.space)
@@ -45,6 +45,8 @@ def _cmd_score(args) -> None:
         }, indent=2))
         return
     print(f"{args.space} {space.format(arch)}  (data {args.data}, batch {args.batch_size}, seed {args.seed})")
+    for name, chosen in options.items():
+        print(f"{name} options: " + ", ".join(f"{k}={v!r}" for k, v in chosen.items()))
     width = max(len(r.name) for r in results)
     print(f"{'proxy':<{width}}  {'value':>14}  {'seconds':>8}")
     for r in results:

@@ -6,11 +6,12 @@ from typing import Any, Callable, Iterable
 
 import torch.nn as nn
 
-from lswag import probe
+from lswag import probe, spaces
 from lswag import proxies as registry
 from lswag.data import Batch
 from lswag.errors import LswagError
 from lswag.proxies import Failure
+from lswag.spaces import SearchSpace
 
 # The probe passes each need triggers (for the time a proxy is charged with).
 _PASSES_OF_NEED = {"patterns": "patterns", "kernel": "patterns", "union": "patterns",
@@ -92,23 +93,34 @@ def resolve_proxies(names: Iterable[str] | str) -> list[str]:
     return names
 
 
+def space_options(space: SearchSpace, proxies: Iterable[str],
+                  options: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """The options to score ``space``'s networks with: the space's measured defaults, then ``options``."""
+    options = options or {}
+    merged = {name: {**space.proxy_defaults.get(name, {}), **options.get(name, {})} for name in proxies}
+    merged.update({name: value for name, value in options.items() if name not in merged})
+    return {name: value for name, value in merged.items() if value}
+
+
 def score_architecture(space: str, arch, *, proxies: Iterable[str] | str = ("l_swag",), data: str = "digits",
                        batch_size: int = 64, seed: int = 0, download: bool = False,
-                       batch: Batch | None = None, **kwargs) -> tuple[Any, list[ProxyResult]]:
+                       batch: Batch | None = None, options: dict[str, dict[str, Any]] | None = None,
+                       **kwargs) -> tuple[Any, dict[str, dict[str, Any]], list[ProxyResult]]:
     """Build ``arch`` of ``space`` (weights seeded by ``seed``) and score it on a fixed batch.
 
     The batch is ``batch`` when given (a benchmark passes the same one for every architecture),
-    else drawn from ``data`` with ``seed``; the network's classes follow the batch. Returns the
-    parsed architecture and the results; ``kwargs`` go to :func:`evaluate`.
+    else drawn from ``data`` with ``seed``; the network's classes follow the batch. Proxy options
+    start from the space's measured defaults (:attr:`SearchSpace.proxy_defaults`). Returns the
+    parsed architecture, the options used and the results; ``kwargs`` go to :func:`evaluate`.
     """
-    from lswag import spaces
     from lswag.data import load_batch
 
     search_space = spaces.get(space)
     parsed = search_space.parse(arch)
     names = resolve_proxies(proxies)
+    used = space_options(search_space, names, options)
     if batch is None:
         batch = load_batch(data, batch_size=batch_size, seed=seed,
                            image_size=search_space.input_shape[1:], download=download)
     model = search_space.build(parsed, num_classes=batch.num_classes, seed=seed)
-    return parsed, evaluate(model, batch, names, **kwargs)
+    return parsed, used, evaluate(model, batch, names, options=used, **kwargs)

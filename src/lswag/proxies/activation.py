@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from lswag.probe import Record
+from lswag.errors import unknown_choice
 from lswag.proxies import ProxyFailure, proxy
 
 
@@ -34,13 +35,26 @@ def nwot(record: Record, model) -> float:
     return float(logdet)
 
 
-@proxy("swap", needs={"union"})
-def swap(record: Record, model) -> float:
+SWAP_LEVELS = ("network", "layers")
+
+
+def _check_swap(level) -> None:
+    if level not in SWAP_LEVELS:
+        raise unknown_choice("swap level", level, SWAP_LEVELS)
+
+
+@proxy("swap", needs={"union"}, validate=_check_swap)
+def swap(record: Record, model, level: str = "network") -> float:
     """Number of distinct sample-wise activation patterns over the units of all sites (SWAP, Peng et al. ICLR 2024).
 
-    Network level: every unit of every activation site contributes its B-bit pattern and the
-    distinct patterns are counted once. The official SWAP code uses a batch of 16 and averages
-    32 re-initialisations; here it is one network on the probe's batch (choose ``--batch-size``).
+    ``level="network"``: every unit of every activation site contributes its B-bit pattern and
+    the distinct patterns are counted once. ``level="layers"``: Σ over sites of each site's own
+    count Λ_l, the layer-wise SWAP that L-SWAG multiplies with its gradient term. The official
+    SWAP code uses a batch of 16 and averages 32 re-initialisations; here it is one network on
+    the probe's batch (choose ``--batch-size``).
     """
+    _check_swap(level)
     require_sites(record)
+    if level == "layers":
+        return float(sum(site.patterns for site in record.sites))
     return float(record.network_patterns)

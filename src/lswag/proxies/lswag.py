@@ -10,8 +10,8 @@ paper leaves three choices open (``docs/reproduction.md`` records what each give
 * ``pairing`` of a layer with an activation site: ``"feeding"`` (default) the site whose output
   the layer consumes (ReLU→Conv→BN as in NB201/DARTS), else the first site executed after it
   (Conv→BN→ReLU, fc1→GELU), else the sign of the layer's own output; ``"own"`` always the sign
-  of the layer's own output; ``"bins"`` Σ over percentile bins of mean Ψ times mean Λ of the
-  sites in that bin.
+  of the layer's own output; ``"bins"`` Σ over percentile bins b of (Σ Ψ of the layers in b)
+  times (Σ Λ of the activation sites in b), sites placed by their own depth percentile.
 * ``product``: ``"sum"`` Σ Ψ_l·Λ_l (the paper's layer-wise dot product, default) or ``"log"``
   Σ ln(T_l·Λ_l) = Σ (Ψ_l + ln Λ_l), the form of one public re-implementation.
 * ``window`` [p1, p2], inclusive; (1, 10) takes every layer.
@@ -84,7 +84,7 @@ def l_swag(record: Record, model, window=(1, PERC_BINS), pairing: str = "feeding
         raise ProxyFailure(f"no layer in the window [{low}, {high}] has a gradient that varies between draws")
 
     if pairing == "bins":
-        pairs = _bin_means(record, layers, psi)
+        pairs = _bin_sums(record, layers, psi)
         if not pairs:
             raise ProxyFailure(f"no percentile bin in [{low}, {high}] has both a layer and an activation site")
     else:
@@ -94,11 +94,10 @@ def l_swag(record: Record, model, window=(1, PERC_BINS), pairing: str = "feeding
     return sum(p + math.log(lam) for p, lam in pairs)
 
 
-def _bin_means(record: Record, layers: list[LayerRecord], psi: dict) -> list[tuple[float, float]]:
-    by_bin_psi, by_bin_lambda = defaultdict(list), defaultdict(list)
+def _bin_sums(record: Record, layers: list[LayerRecord], psi: dict) -> list[tuple[float, float]]:
+    psi_of_bin, lambda_of_bin = defaultdict(float), defaultdict(float)
     for layer in layers:
-        by_bin_psi[layer.percentile].append(psi[layer.name])
+        psi_of_bin[layer.percentile] += psi[layer.name]
     for site in record.sites:
-        by_bin_lambda[site.percentile].append(site.patterns)
-    return [(sum(by_bin_psi[b]) / len(by_bin_psi[b]), sum(by_bin_lambda[b]) / len(by_bin_lambda[b]))
-            for b in sorted(by_bin_psi) if by_bin_lambda[b]]
+        lambda_of_bin[site.percentile] += site.patterns
+    return [(psi_of_bin[b], lambda_of_bin[b]) for b in sorted(psi_of_bin) if b in lambda_of_bin]

@@ -27,6 +27,8 @@ class SearchSpace(abc.ABC):
     input_shape: tuple[int, int, int]
     #: number of classes of the default task
     num_classes: int
+    #: proxy options measured to suit this space (e.g. L-SWAG's depth window); user options win
+    proxy_defaults: dict[str, dict[str, Any]] = {}
 
     @abc.abstractmethod
     def parse(self, text: str) -> Hashable:
