@@ -152,6 +152,16 @@ def test_score_json(capsys):
     assert abs(params - 0.5594) < 0.001
 
 
+def test_space_default_window_is_used_and_user_option_wins(capsys):
+    default = score_json(capsys, "--arch", "1601", "--batch-size", "8")
+    assert default["options"] == {"l_swag": {"window": list(lswag.spaces.get("nb201").proxy_defaults["l_swag"]["window"])}}
+    explicit = score_json(capsys, "--arch", "1601", "--batch-size", "8", "--option", "l_swag.window=4-7")
+    assert values(explicit)["l_swag"] == values(default)["l_swag"]
+    everything = score_json(capsys, "--arch", "1601", "--batch-size", "8", "--option", "l_swag.window=1-10")
+    assert everything["options"] == {"l_swag": {"window": "1-10"}}
+    assert values(everything)["l_swag"] != values(default)["l_swag"]
+
+
 def parse_table(out: str) -> tuple[str, dict[str, str]]:
     lines = out.splitlines()
     assert lines[1].split() == ["proxy", "value", "seconds"]
