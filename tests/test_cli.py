@@ -164,14 +164,16 @@ def test_space_default_window_is_used_and_user_option_wins(capsys):
 
 def parse_table(out: str) -> tuple[str, dict[str, str]]:
     lines = out.splitlines()
-    assert lines[1].split() == ["proxy", "value", "seconds"]
+    # header, then one "<proxy> options: ..." line per proxy with options, then the table
+    start = next(i for i, line in enumerate(lines) if line.split() == ["proxy", "value", "seconds"])
+    assert all(" options: " in line for line in lines[1:start])
     rows = {}
-    for line in lines[2:]:
+    for line in lines[start + 1:]:
         name, rest = line.split(None, 1)
         value, seconds = rest.rsplit(None, 1)
         assert float(seconds) >= 0
         rows[name] = value.strip()
-    assert len(rows) == len(lines) - 2, "a proxy appears twice"
+    assert len(rows) == len(lines) - start - 1, "a proxy appears twice"
     return lines[0], rows
 
 
