@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import shared_file
 import torch
 
 from lswag import data
 from lswag.data import SOURCES, Batch, load_batch
 from lswag.errors import LswagError
 
-IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "images"
 
 
 def _one_line_error(match, *args, **kwargs):
@@ -194,9 +194,7 @@ def test_npz_not_an_archive(tmp_path):
 
 @pytest.mark.realdata
 def test_real_cifar10_sample_labels_match_file():
-    path = IMAGES / "cifar10_sample.npz"
-    if not path.is_file():
-        pytest.skip(f"real image sample absent: {path}")
+    path = shared_file("images/cifar10_sample.npz")
     b = load_batch(f"npz:{path}", batch_size=32, seed=7)
     with np.load(path) as f:
         x, y = f["x"], f["y"]
@@ -212,9 +210,7 @@ def test_real_cifar10_sample_labels_match_file():
 
 @pytest.mark.realdata
 def test_real_imagenet16_resized_to_32():
-    path = IMAGES / "imagenet16_sample.npz"
-    if not path.is_file():
-        pytest.skip(f"real image sample absent: {path}")
+    path = shared_file("images/imagenet16_sample.npz")
     b = load_batch(f"npz:{path}", batch_size=16, seed=0, image_size=32)
     assert b.x.shape == (16, 3, 32, 32) and torch.isfinite(b.x).all()
     assert load_batch(f"npz:{path}", 16, seed=0, image_size=None).x.shape == (16, 3, 16, 16)

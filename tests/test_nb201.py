@@ -4,18 +4,16 @@ from __future__ import annotations
 import csv
 import itertools
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import shared_file
 import torch
 
 from lswag import spaces
 from lswag.errors import LswagError
 from lswag.spaces.nb201 import EDGES, OPS, SPACE, Cell
 
-GROUND_TRUTH = (Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks" / "nasbench201"
-                / "nb201_groundtruth.csv")
 
 RESNET_LIKE = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|none~2|"
 ALL_NONE = Cell(*["none"] * 6)
@@ -25,9 +23,7 @@ INDEX0 = "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_
 
 @pytest.fixture(scope="module")
 def ground_truth() -> list[dict[str, str]]:
-    if not GROUND_TRUTH.is_file():
-        pytest.skip(f"needs {GROUND_TRUTH.name}; reason: /work/shared/benchmarks not present")
-    with GROUND_TRUTH.open(newline="") as f:
+    with shared_file("benchmarks/nasbench201/nb201_groundtruth.csv").open(newline="") as f:
         return list(csv.DictReader(f))
 
 

@@ -92,7 +92,7 @@ class Record:
 
     @property
     def num_draws(self) -> int:
-        draws = next((l.gradient_draws for l in self.layers if l.gradient_draws is not None), None)
+        draws = next((layer.gradient_draws for layer in self.layers if layer.gradient_draws is not None), None)
         return 0 if draws is None else draws.shape[0]
 
 
