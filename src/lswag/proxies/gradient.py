@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from lswag.probe import LayerRecord, Record
+from lswag.probe import LayerRecord, Record, all_finite
 from lswag.proxies import ProxyFailure, proxy
 
 
@@ -19,7 +19,7 @@ def _require(record: Record, attribute: str) -> list[LayerRecord]:
     if not layers:
         raise ProxyFailure("the network has no Conv or Linear layer")
     for layer in layers:
-        if not bool(torch.isfinite(getattr(layer, attribute)).all()):
+        if not all_finite(getattr(layer, attribute)):
             raise ProxyFailure(f"non-finite gradient in layer {layer.name}")
     return layers
 
