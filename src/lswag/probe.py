@@ -43,7 +43,10 @@ from lswag.errors import LswagError, unknown_choice
 
 LAYER_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
 ACTIVATION_TYPES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU)
-NEEDS = frozenset({"patterns", "kernel", "union", "layer_outputs", "gradient", "draws"})
+#: what a proxy can need -> the pass that records it
+PASS_OF_NEED = {"patterns": "patterns", "kernel": "patterns", "union": "patterns", "layer_outputs": "patterns",
+                "gradient": "gradient", "draws": "draws"}
+NEEDS = frozenset(PASS_OF_NEED)
 PERC_BINS = 10
 # Units are packed a block at a time so that a 224x224 feature map never needs an int64 copy.
 _UNIT_BLOCK = 1 << 16
@@ -197,7 +200,6 @@ class _Recorder:
     """Hooks for one probe run; every handle is removed when the ``hooks`` context exits."""
 
     def __init__(self, model: nn.Module, needs: frozenset[str]):
-        self.model = model
         self.needs = needs
         self.layer_modules = [(n, m) for n, m in model.named_modules() if isinstance(m, LAYER_TYPES)]
         self.site_modules = [(n, m) for n, m in model.named_modules() if isinstance(m, ACTIVATION_TYPES)]
@@ -299,13 +301,14 @@ def record(model: nn.Module, batch: Batch, needs: Iterable[str], *, gradient_dra
     gradients: dict[str, torch.Tensor] = {}
     draws: dict[str, list[torch.Tensor]] = {}
 
-    if needs & {"patterns", "kernel", "union", "layer_outputs"}:
+    passes = {PASS_OF_NEED[need] for need in needs}
+    if "patterns" in passes:
         start = time.perf_counter()
         with recorder.hooks(patterns=True), torch.no_grad():
             net(batch.x)
         seconds["patterns"] = time.perf_counter() - start
 
-    if "gradient" in needs:
+    if "gradient" in passes:
         start = time.perf_counter()
         with recorder.hooks(patterns=False):
             net.zero_grad(set_to_none=True)
@@ -316,7 +319,7 @@ def record(model: nn.Module, batch: Batch, needs: Iterable[str], *, gradient_dra
         gradients = {name: _weight_grad(recorder.layer_info[name]["module"]) for name in recorder.layer_order}
         seconds["gradient"] = time.perf_counter() - start
 
-    if "draws" in needs:
+    if "draws" in passes:
         start = time.perf_counter()
         with recorder.hooks(patterns=False):
             for chunk in batch.split(gradient_draws):

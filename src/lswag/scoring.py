@@ -13,11 +13,6 @@ from lswag.errors import LswagError
 from lswag.proxies import Failure
 from lswag.spaces import SearchSpace
 
-# The probe passes each need triggers (for the time a proxy is charged with).
-_PASSES_OF_NEED = {"patterns": "patterns", "kernel": "patterns", "union": "patterns",
-                   "layer_outputs": "patterns", "gradient": "gradient", "draws": "draws"}
-
-
 @dataclass(frozen=True)
 class ProxyResult:
     """One proxy's outcome on one network.
@@ -35,14 +30,15 @@ class ProxyResult:
         return isinstance(self.value, Failure)
 
 
-def evaluate(model: nn.Module, batch: Batch, proxies: Iterable[str] = ("l_swag",), *,
+def evaluate(model: nn.Module, batch: Batch, proxies: Iterable[str] | str = ("l_swag",), *,
              options: dict[str, dict[str, Any]] | None = None, gradient_draws: int = 2,
              loss_fn: Callable | None = None, output: Callable | None = None) -> list[ProxyResult]:
     """Run the probe once for all ``proxies`` and compute each; the model is not modified.
 
-    ``options`` maps a proxy name to its keyword options, e.g. ``{"l_swag": {"window": (3, 10)}}``.
+    ``proxies`` is a list of names, a comma-separated text or ``"all"``; ``options`` maps a proxy
+    name to its keyword options, e.g. ``{"l_swag": {"window": (3, 10)}}``.
     """
-    names = list(dict.fromkeys(proxies))
+    names = list(dict.fromkeys(resolve_proxies(proxies)))
     options = options or {}
     for name in options:
         if name not in names:
@@ -55,12 +51,12 @@ def evaluate(model: nn.Module, batch: Batch, proxies: Iterable[str] = ("l_swag",
     results = []
     for name in names:
         value, own_seconds = registry.compute(name, record, model, **options.get(name, {}))
-        passes = {_PASSES_OF_NEED[need] for need in registry.get(name).needs}
+        passes = {probe.PASS_OF_NEED[need] for need in registry.get(name).needs}
         results.append(ProxyResult(name, value, own_seconds + sum(record.seconds.get(p, 0.0) for p in passes)))
     return results
 
 
-def score(model: nn.Module, batch: Batch, proxies: Iterable[str] = ("l_swag",), **kwargs) -> dict[str, float | Failure]:
+def score(model: nn.Module, batch: Batch, proxies: Iterable[str] | str = ("l_swag",), **kwargs) -> dict[str, float | Failure]:
     """``{proxy name: value or Failure}`` for ``model`` on ``batch``; see :func:`evaluate` for the options."""
     return {r.name: r.value for r in evaluate(model, batch, proxies, **kwargs)}
 
