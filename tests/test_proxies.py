@@ -18,6 +18,7 @@ from lswag import probe, proxies
 from lswag.data import Batch, load_batch
 from lswag.errors import LswagError
 from lswag.proxies import Failure
+from lswag.proxies.lswag import trainability_profile
 
 SITE_TYPES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU)
 GRADIENT_PROXIES = ("grad_norm", "snip", "zico", "l_swag")
@@ -226,6 +227,12 @@ def test_l_swag_window_and_bins_on_a_deep_net():
                 total += sum(ps) * sum(ls)
         got = proxies.compute("l_swag", rec, model, window=window, pairing="bins")[0]
         assert got == pytest.approx(total, rel=1e-9)
+
+    # the per-percentile gradient profile (paper Fig. 2b): mean Ψ of the layers in each percentile
+    profile = trainability_profile(rec)
+    for b in range(1, 11):
+        ps = [psis[n] for n in names if p_layer[n] == b and psis[n] is not None]
+        assert profile[b] == pytest.approx(sum(ps) / len(ps), rel=1e-12)
 
 
 # --------------------------------------------------------------------------- activation proxies
