@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+import time
 
 from lswag import __version__, proxies, spaces
+from lswag.bench import BenchConfig, run_bench, write_table
 from lswag.data import SOURCES
 from lswag.demo import run_demo
 from lswag.errors import LswagError
@@ -25,13 +28,9 @@ def _value_text(value) -> str:
 
 
 def _cmd_score(args) -> None:
-    options: dict[str, dict] = {}
-    for text in args.option:
-        name, key, value = parse_option(text)
-        options.setdefault(name, {})[key] = value
     arch, options, results = score_architecture(
         args.space, args.arch, proxies=args.proxies, data=args.data, batch_size=args.batch_size,
-        seed=args.seed, download=args.download, options=options, gradient_draws=args.draws)
+        seed=args.seed, download=args.download, options=_collect_options(args.option), gradient_draws=args.draws)
     space = spaces.get(args.space)
     if args.format == "json":
         print(json.dumps({
@@ -51,6 +50,40 @@ def _cmd_score(args) -> None:
     print(f"{'proxy':<{width}}  {'value':>14}  {'seconds':>8}")
     for r in results:
         print(f"{r.name:<{width}}  {_value_text(r.value):>14}  {r.seconds:8.3f}")
+
+
+def _collect_options(texts: list[str]) -> dict[str, dict]:
+    options: dict[str, dict] = {}
+    for text in texts:
+        name, key, value = parse_option(text)
+        options.setdefault(name, {})[key] = value
+    return options
+
+
+def _cmd_bench(args) -> None:
+    config = BenchConfig(
+        space=args.space, truth=args.truth, metric=args.metric, n=args.n, seed=args.seed,
+        proxies=tuple(args.proxies.split(",")), data=args.data, batch_size=args.batch_size,
+        image_size=args.image_size, gradient_draws=args.draws, options=_collect_options(args.option),
+        dataset=args.dataset, arch_column=args.arch_column)
+    start = time.perf_counter()
+    reports = run_bench(config, args.store, workers=args.workers)
+    wall = time.perf_counter() - start
+    rows = sorted(reports, key=lambda r: (math.isnan(r.correlation.spearman), -r.correlation.spearman))
+    n = rows[0].correlation.n if rows else 0
+    print(f"{args.space}: {n} architectures vs {args.metric} ({args.truth}); data {args.data}, "
+          f"batch {args.batch_size}, seed {args.seed}; {wall:.1f} s")
+    width = max(len(r.proxy) for r in rows)
+    print(f"{'proxy':<{width}}  {'spearman':>8} {'95% CI':>15}  {'kendall':>8} {'95% CI':>15}  "
+          f"{'failures':>8}  {'s/arch':>7}")
+    for r in rows:
+        c = r.correlation
+        print(f"{r.proxy:<{width}}  {c.spearman:8.3f} [{c.spearman_ci[0]:6.3f},{c.spearman_ci[1]:6.3f}]  "
+              f"{c.kendall:8.3f} [{c.kendall_ci[0]:6.3f},{c.kendall_ci[1]:6.3f}]  {c.failures:8d}  "
+              f"{r.mean_seconds:7.3f}")
+    if args.out:
+        path = write_table(reports, args.out)
+        print(f"table written to {path}")
 
 
 def _cmd_spaces(args) -> None:
@@ -92,6 +125,26 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a proxy option, e.g. l_swag.window=3-10 (repeatable)")
     score.add_argument("--format", choices=("table", "json"), default="table")
     score.set_defaults(run=_cmd_score)
+
+    bench = commands.add_parser("bench", help="correlate proxies with ground truth on sampled architectures")
+    bench.add_argument("--space", default="nb201", help=f"search space ({', '.join(spaces.names())})")
+    bench.add_argument("--truth", required=True, help="ground truth: .csv, .parquet or NAS-Bench-Suite-Zero .json")
+    bench.add_argument("--metric", required=True, help="the truth column (json: key) used as accuracy")
+    bench.add_argument("--dataset", help="dataset to select in truth files that hold several")
+    bench.add_argument("--arch-column", default="arch_str", help="the truth column with the architecture")
+    bench.add_argument("--n", type=int, default=1000, help="number of architectures (seeded sample)")
+    bench.add_argument("--seed", type=int, default=0, help="seed of the sample, the batch and the weights")
+    bench.add_argument("--proxies", default="all", help="comma-separated proxy names, or 'all'")
+    bench.add_argument("--data", default="digits", help=data_help)
+    bench.add_argument("--batch-size", type=int, default=64)
+    bench.add_argument("--image-size", type=int, help="input resolution (default: the space's)")
+    bench.add_argument("--draws", type=int, default=2, help="gradient draws M (batch split in M chunks)")
+    bench.add_argument("--option", action="append", default=[], metavar="PROXY.KEY=VALUE",
+                       help="a proxy option, e.g. l_swag.window=3-10 (repeatable)")
+    bench.add_argument("--store", required=True, help="SQLite result store (created, or resumed)")
+    bench.add_argument("--workers", type=int, default=1, help="local worker processes")
+    bench.add_argument("--out", help="folder for the correlation table (CSV)")
+    bench.set_defaults(run=_cmd_bench)
 
     commands.add_parser("spaces", help="list the search spaces").set_defaults(run=_cmd_spaces)
     commands.add_parser("proxies", help="list the proxies and their options").set_defaults(run=_cmd_proxies)

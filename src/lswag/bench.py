@@ -1,0 +1,151 @@
+"""``lswag bench``: score sampled architectures of a space and correlate each proxy with ground truth.
+
+The architectures are drawn (seeded) from those the ground truth covers; every one is scored
+with all requested proxies from shared probe passes on one fixed batch, and each
+architecture's results are committed to the :class:`lswag.store.Store` as soon as they exist.
+Rerunning the same command computes only what the store lacks. With ``workers > 1`` a local
+process pool scores architectures in parallel (torch threads split between the workers) while
+this process alone writes the store.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import random
+import resource
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from lswag import __version__, spaces
+from lswag.benchmarks import load_truth
+from lswag.data import Batch, load_batch
+from lswag.errors import LswagError
+from lswag.scoring import evaluate, resolve_proxies, space_options
+from lswag.stats import Correlation, correlate
+from lswag.store import Store
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What a benchmark run scores; everything that changes a score is part of the store key."""
+
+    space: str
+    truth: str
+    metric: str
+    n: int = 1000
+    seed: int = 0
+    proxies: tuple[str, ...] = ("all",)
+    data: str = "digits"
+    batch_size: int = 64
+    image_size: int | None = None          # default: the space's input size
+    gradient_draws: int = 2
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dataset: str | None = None             # for truth files holding several datasets
+    arch_column: str = "arch_str"
+
+
+@dataclass(frozen=True)
+class ProxyReport:
+    proxy: str
+    correlation: Correlation
+    mean_seconds: float
+
+
+def sample_archs(archs, space, n: int, seed: int) -> list:
+    """``n`` of ``archs`` drawn with ``seed``, independent of the order they were listed in."""
+    ordered = sorted(archs, key=space.format)
+    return ordered if n >= len(ordered) else random.Random(seed).sample(ordered, n)
+
+
+def peak_memory_mb() -> float:
+    """High-water mark of this process's memory (RSS on the CPU; allocated memory on a GPU)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _start_worker(space: str, batch: Batch, threads: int) -> None:
+    torch.set_num_threads(threads)
+    _WORKER.update(space=spaces.get(space), batch=batch)
+
+
+def _score(arch: str, proxies: list[str], options: dict, seed: int, gradient_draws: int):
+    space, batch = _WORKER["space"], _WORKER["batch"]
+    model = space.build(space.parse(arch), num_classes=batch.num_classes, seed=seed)
+    results = evaluate(model, batch, proxies, options=options, gradient_draws=gradient_draws)
+    return arch, [(r.name, r.value, r.seconds) for r in results], peak_memory_mb()
+
+
+def run_bench(config: BenchConfig, store_path, *, workers: int = 1, progress: bool = True) -> list[ProxyReport]:
+    """Score what the store lacks, then correlate every proxy with the ground truth."""
+    if workers < 1:
+        raise LswagError(f"workers must be at least 1, got {workers}")
+    space = spaces.get(config.space)
+    truth = load_truth(config.truth, space=config.space, metric=config.metric,
+                       arch_column=config.arch_column, dataset=config.dataset)
+    names = resolve_proxies(list(config.proxies))
+    options = space_options(space, names, config.options)
+    image_size = config.image_size or space.input_shape[1:]
+    batch = load_batch(config.data, batch_size=config.batch_size, seed=config.seed, image_size=image_size)
+    common = {"lswag": __version__, "data": config.data, "batch_size": config.batch_size, "seed": config.seed,
+              "image_size": image_size, "gradient_draws": config.gradient_draws}
+    settings = {name: {**common, "options": options.get(name, {})} for name in names}
+    archs = [space.format(a) for a in sample_archs(truth.archs(), space, config.n, config.seed)]
+
+    with Store(store_path, config.space) as store:
+        done = {name: store.done(name, settings[name]) for name in names}
+        todo = [(arch, [n for n in names if arch not in done[n]]) for arch in archs]
+        todo = [(arch, missing) for arch, missing in todo if missing]
+        bar = tqdm(total=len(archs), initial=len(archs) - len(todo), desc=f"{config.space} bench",
+                   unit="arch", disable=not progress)
+
+        def record(arch, results, peak):
+            store.add(arch, [(name, settings[name], value, seconds) for name, value, seconds in results], peak)
+            bar.update()
+
+        def task(arch, missing):
+            return (arch, missing, {n: options[n] for n in missing if n in options}, config.seed,
+                    config.gradient_draws)
+
+        if workers == 1:
+            _start_worker(config.space, batch, torch.get_num_threads())
+            for arch, missing in todo:
+                record(*_score(*task(arch, missing)))
+        else:
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            with ProcessPoolExecutor(workers, initializer=_start_worker,
+                                     initargs=(config.space, batch, threads)) as pool:
+                for future in as_completed([pool.submit(_score, *task(a, m)) for a, m in todo]):
+                    record(*future.result())
+        bar.close()
+        return [_report(name, store.results(name, settings[name]), archs, truth, space) for name in names]
+
+
+def _report(name, stored, archs, truth, space) -> ProxyReport:
+    scores = [stored[arch].value for arch in archs]
+    accuracy = [truth.value(space.parse(arch)) for arch in archs]
+    seconds = sum(stored[arch].seconds for arch in archs) / len(archs)
+    return ProxyReport(name, correlate(scores, accuracy), seconds)
+
+
+def write_table(reports: list[ProxyReport], folder) -> Path:
+    """Write the correlation table as ``correlations.csv`` in ``folder`` (created if needed)."""
+    path = Path(folder) / "correlations.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["proxy", "n", "failures", "spearman", "spearman_low", "spearman_high",
+                         "kendall", "kendall_low", "kendall_high", "mean_seconds"])
+        for r in reports:
+            c = r.correlation
+            writer.writerow([r.proxy, c.n, c.failures, c.spearman, *c.spearman_ci, c.kendall, *c.kendall_ci,
+                             r.mean_seconds])
+    return path

@@ -1,0 +1,233 @@
+"""Benchmark ground truth and precomputed proxy scores of a search space, read from a file.
+
+:func:`load_truth` reads a table (``.csv``, ``.parquet``) with one arch per row, or a
+NAS-Bench-Suite-Zero ``zc_*.json`` file, and keys every value by the space's parsed arch, so any
+text form of an arch (NB201 string, NASLib op tuple, index) finds the same entry.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Hashable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lswag import spaces
+from lswag.errors import LswagError
+
+#: NAS-Bench-Suite-Zero's "proxy failed / not applicable" value (written -100000000.0 in its files)
+FAILURE_SENTINEL = -1e8
+#: the table column that, when present, holds the dataset of each row
+DATASET_COLUMN = "dataset"
+
+# A row of a file: its label in messages ("row 3", "key '(0, 1, ...)'"), the arch as written,
+# and its other cells as None (empty), a number, or anything else (not numeric).
+_Row = tuple[str, Any, dict[str, Any]]
+_Rows = tuple[str, list[str], list[_Row]]  # source (path [dataset]), field names, rows
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """One metric of a benchmark (the "accuracy") and its other numeric columns, keyed by arch."""
+
+    space: str
+    metric: str
+    source: str
+    accuracy: dict[Hashable, float]
+    #: every other numeric column or proxy -> arch -> value; None where missing or failed
+    columns: dict[str, dict[Hashable, float | None]]
+
+    def archs(self) -> list:
+        """The archs in file order."""
+        return list(self.accuracy)
+
+    def __len__(self) -> int:
+        return len(self.accuracy)
+
+    def __contains__(self, arch: Any) -> bool:
+        try:
+            return self._key(arch) in self.accuracy
+        except LswagError:
+            return False
+
+    def value(self, arch: Any) -> float:
+        """The metric of ``arch`` (a parsed arch or any text form the space accepts)."""
+        key = self._key(arch)
+        if key not in self.accuracy:
+            raise LswagError(f"arch {spaces.get(self.space).format(key)} is not in the ground truth "
+                             f"{self.source} ({len(self)} archs)")
+        return self.accuracy[key]
+
+    def _key(self, arch: Any) -> Hashable:
+        if isinstance(arch, Hashable) and arch in self.accuracy:
+            return arch
+        return spaces.get(self.space).parse(arch)
+
+
+def load_truth(path: str | Path, *, space: str = "nb201", metric: str,
+               arch_column: str = "arch_str", dataset: str | None = None) -> GroundTruth:
+    """Read ``metric`` and every other numeric column of ``path`` (format by suffix), keyed by arch.
+
+    Tables (``.csv``, ``.parquet``) name the arch in ``arch_column``; when they have a ``dataset``
+    column, ``dataset`` selects the rows and is required. In NAS-Bench-Suite-Zero JSON
+    (``{dataset: {arch: {"val_accuracy": v, proxy: {"score": s, "time": t}}}}``) the keys are the
+    archs, ``dataset`` is required when there is more than one, and each proxy gives the columns
+    ``proxy`` and ``proxy_time``. Empty cells, NaN and :data:`FAILURE_SENTINEL` become None in
+    ``columns``; in the metric they are an error.
+    """
+    space_obj = spaces.get(space)
+    path = Path(path)
+    readers = {".csv": _read_csv, ".parquet": _read_parquet, ".json": _read_json}
+    suffix = path.suffix.lower()
+    if suffix not in readers:
+        raise LswagError(f"unknown ground-truth format {suffix or '(no suffix)'!r} of {path}; "
+                         f"valid suffixes: .csv, .parquet, .json")
+    if not path.is_file():
+        raise LswagError(f"ground-truth file not found: {path}")
+    source, fields, rows = readers[suffix](path, arch_column, dataset)
+
+    numeric = [f for f in fields if all(_is_number(cells.get(f), missing_ok=True)
+                                        for _, _, cells in rows)]
+    if metric not in fields:
+        raise LswagError(f"unknown metric {metric!r} in {source}; available columns: "
+                         f"{', '.join(numeric) or '(none)'}")
+    accuracy: dict[Hashable, float] = {}
+    columns: dict[str, dict[Hashable, float | None]] = {f: {} for f in numeric if f != metric}
+    seen: dict[Hashable, str] = {}
+    for label, written, cells in rows:
+        try:
+            arch = space_obj.parse(written)
+        except LswagError as err:
+            raise LswagError(f"{source}: {label}: cannot parse arch {written!r}: {err}") from None
+        if arch in seen:
+            raise LswagError(f"{source}: {label} repeats the arch of {seen[arch]} "
+                             f"({space_obj.format(arch)})")
+        seen[arch] = label
+        value = _score(cells.get(metric))
+        if value is None:
+            raise LswagError(f"{source}: {label}: {metric} is {cells.get(metric)!r}, not an "
+                             f"accuracy (a number other than NaN and the failure sentinel "
+                             f"{FAILURE_SENTINEL!r})")
+        accuracy[arch] = value
+        for name, column in columns.items():
+            column[arch] = _score(cells.get(name))
+    return GroundTruth(space, metric, source, accuracy, columns)
+
+
+def _is_number(cell: Any, missing_ok: bool = False) -> bool:
+    if cell is None:
+        return missing_ok
+    return isinstance(cell, (int, float)) and not isinstance(cell, bool)
+
+
+def _score(cell: Any) -> float | None:
+    """A cell as a value of ``columns``: None unless a number other than NaN and the sentinel."""
+    if not _is_number(cell) or math.isnan(cell) or cell == FAILURE_SENTINEL:
+        return None
+    return float(cell)
+
+
+def _pick_dataset(where: str, dataset: str | None, present: list[str], required: bool) -> str:
+    if dataset is None and not required and len(present) == 1:
+        return present[0]
+    if dataset is not None and dataset in present:
+        return dataset
+    problem = "needs dataset=" if dataset is None else f"has no dataset {dataset!r}"
+    raise LswagError(f"{where} {problem}; datasets present: {', '.join(present) or '(none)'}")
+
+
+def _select_rows(path: Path, header: list[str], records: list[dict[str, Any]], arch_column: str,
+                 dataset: str | None) -> _Rows:
+    """The rows of a table (1-based data row numbers) of the chosen dataset, and its fields."""
+    if arch_column not in header:
+        raise LswagError(f"{path} has no arch column {arch_column!r}; columns: {', '.join(header)}")
+    numbered = list(enumerate(records, start=1))
+    source = str(path)
+    if DATASET_COLUMN in header:
+        present = list(dict.fromkeys(str(r[DATASET_COLUMN]) for r in records))
+        dataset = _pick_dataset(str(path), dataset, present, required=True)
+        numbered = [(i, r) for i, r in numbered if str(r[DATASET_COLUMN]) == dataset]
+        source = f"{path} [{dataset}]"
+    elif dataset is not None:
+        raise LswagError(f"{path} has no {DATASET_COLUMN!r} column to select dataset {dataset!r} "
+                         f"from; leave dataset out")
+    fields = [f for f in header if f not in (arch_column, DATASET_COLUMN)]
+    return source, fields, [(f"row {i}", r[arch_column], r) for i, r in numbered]
+
+
+def _csv_cell(text: str) -> Any:
+    if text.strip() == "":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _read_csv(path: Path, arch_column: str, dataset: str | None) -> _Rows:
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            lines = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise LswagError(f"cannot read CSV file {path}: {err}") from None
+    if not lines:
+        raise LswagError(f"CSV file {path} is empty; it needs a header with {arch_column!r}")
+    header, records = lines[0], []
+    for i, cells in enumerate(lines[1:], start=1):
+        if not cells:  # a blank line
+            continue
+        if len(cells) != len(header):
+            raise LswagError(f"{path}: row {i} has {len(cells)} cells but the header has "
+                             f"{len(header)}")
+        record = {name: _csv_cell(text) for name, text in zip(header, cells)}
+        # The arch and the dataset are kept as written: "13714" is an index, not a number.
+        for name in (arch_column, DATASET_COLUMN):
+            if name in record:
+                record[name] = cells[header.index(name)]
+        records.append(record)
+    return _select_rows(path, header, records, arch_column, dataset)
+
+
+def _read_parquet(path: Path, arch_column: str, dataset: str | None) -> _Rows:
+    try:
+        import pyarrow
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise LswagError("reading Parquet needs pyarrow: pip install 'lswag[parquet]'") from None
+    try:
+        table = pq.read_table(path)
+    except (pyarrow.ArrowException, OSError) as err:
+        raise LswagError(f"cannot read Parquet file {path}: {' '.join(str(err).split())}") from None
+    return _select_rows(path, table.column_names, table.to_pylist(), arch_column, dataset)
+
+
+def _read_json(path: Path, arch_column: str, dataset: str | None) -> _Rows:
+    """NAS-Bench-Suite-Zero layout; ``arch_column`` is unused (the keys are the archs)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise LswagError(f"cannot read JSON file {path}: {err}") from None
+    layout = "{dataset: {arch: {metric: value, proxy: {score, time}}}}"
+    if not isinstance(data, dict) or not all(isinstance(d, dict) for d in data.values()):
+        raise LswagError(f"{path} is not NAS-Bench-Suite-Zero JSON; expected {layout}")
+    dataset = _pick_dataset(str(path), dataset, list(data), required=False)
+    source = f"{path} [{dataset}]"
+    fields: dict[str, None] = {}
+    rows: list[_Row] = []
+    for key, record in data[dataset].items():
+        if not isinstance(record, dict):
+            raise LswagError(f"{source}: key {key!r} holds {type(record).__name__}, not a record; "
+                             f"expected {layout}")
+        cells: dict[str, Any] = {}
+        for name, entry in record.items():
+            if isinstance(entry, dict) and "score" in entry:
+                cells[name] = entry["score"]
+                if "time" in entry:
+                    cells[f"{name}_time"] = entry["time"]
+            else:
+                cells[name] = entry
+        fields.update(dict.fromkeys(cells))
+        rows.append((f"key {key!r}", key, cells))
+    return source, list(fields), rows

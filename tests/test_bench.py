@@ -1,0 +1,209 @@
+"""The result store and ``lswag bench``: resumable, keyed by settings, parallel, killable."""
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from scipy.stats import spearmanr
+
+import lswag
+from lswag.bench import BenchConfig, run_bench, sample_archs
+from lswag.errors import LswagError
+from lswag.proxies import Failure
+from lswag.store import Store
+
+SPACE = lswag.spaces.get("nb201")
+ALL_NONE = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+SETTINGS = {"data": "digits", "batch_size": 8, "seed": 0, "options": {}}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # 2-core CI machine: one torch thread keeps the parent from fighting its worker processes
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def truth_file(tmp_path, n=10):
+    """A tiny truth CSV: n NB201 cells (the all-none cell among them) with made-up accuracies."""
+    cells = [SPACE.format(c) for c in SPACE.sample(n - 1, seed=3)] + [ALL_NONE]
+    path = tmp_path / "truth.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["arch_str", "acc"])
+        for i, cell in enumerate(cells):
+            writer.writerow([cell, 10.0 if cell == ALL_NONE else 50.0 + i])
+    return path
+
+
+def config(truth, **changes):
+    base = dict(space="nb201", truth=str(truth), metric="acc", n=6, seed=0, proxies=("params", "zico"),
+                batch_size=8)
+    return BenchConfig(**{**base, **changes})
+
+
+def table(store_path, settings_filter=None):
+    with sqlite3.connect(store_path) as db:
+        rows = db.execute("SELECT arch, proxy, settings_id, value, failure FROM results ORDER BY arch, proxy")
+        return [r for r in rows if settings_filter is None or r[2] == settings_filter]
+
+
+# --------------------------------------------------------------------------- store
+
+def test_store_round_trip_and_no_duplicates(tmp_path):
+    path = tmp_path / "s.sqlite"
+    with Store(path, "nb201") as store:
+        store.add("a", [("zico", SETTINGS, 1.5, 0.2), ("nwot", SETTINGS, Failure("singular"), 0.1)], 100.0)
+        store.add("a", [("zico", SETTINGS, 9.9, 0.2)])               # already there: ignored, not overwritten
+        assert store.done("zico", SETTINGS) == {"a"} and store.done("zico", {**SETTINGS, "seed": 1}) == set()
+        got = store.results("nwot", SETTINGS)["a"]
+        assert got.value == Failure("singular") and got.seconds == 0.1 and got.peak_memory_mb == 100.0
+        assert store.results("zico", SETTINGS)["a"].value == 1.5
+        store.add("a", [("zico", {**SETTINGS, "batch_size": 16}, 2.5, 0.3)])   # new setting: a new row
+        assert store.count() == 3
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with Store(path, "nb201") as reopened:
+        assert reopened.results("zico", SETTINGS)["a"].value == 1.5
+
+
+def test_store_rejects_foreign_files(tmp_path):
+    text = tmp_path / "notes.sqlite"
+    text.write_text("not a database at all, just some text that is long enough" * 20)
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE t (x)")
+    for path, words in ((text, "not an lswag store"), (other, "not an lswag store")):
+        with pytest.raises(LswagError, match=words) as error:
+            Store(path, "nb201")
+        assert "\n" not in str(error.value)
+    Store(tmp_path / "ok.sqlite", "nb201").close()
+    with pytest.raises(LswagError, match="holds space 'nb201', not 'nb101'"):
+        Store(tmp_path / "ok.sqlite", "nb101")
+
+
+# --------------------------------------------------------------------------- bench
+
+def test_sample_is_seeded_and_order_independent(tmp_path):
+    cells = SPACE.sample(30, seed=1)
+    assert sample_archs(cells, SPACE, 10, 5) == sample_archs(list(reversed(cells)), SPACE, 10, 5)
+    assert sample_archs(cells, SPACE, 10, 5) != sample_archs(cells, SPACE, 10, 6)
+    assert len(set(sample_archs(cells, SPACE, 10, 5))) == 10
+
+
+def test_bench_scores_resumes_and_keys_settings(tmp_path):
+    truth, store = truth_file(tmp_path), tmp_path / "run.sqlite"
+    reports = run_bench(config(truth, n=10), store, progress=False)
+    assert [r.proxy for r in reports] == ["params", "zico"]
+    assert all(r.correlation.n == 10 for r in reports)
+    zico = next(r for r in reports if r.proxy == "zico")
+    assert zico.correlation.failures == 1                         # the all-none cell, recorded and ranked last
+    rows = table(store)
+    assert len(rows) == 20
+    assert any(r[4] and "gradient" in r[4] for r in rows if r[1] == "zico")
+
+    # the reported rho is scipy's on the stored values against the truth file
+    with open(truth) as f:
+        accuracy = {row["arch_str"]: float(row["acc"]) for row in csv.DictReader(f)}
+    stored = {arch: value for arch, proxy, _, value, _ in rows if proxy == "params"}
+    assert stored == {a: sum(p.numel() for p in SPACE.build(a).parameters()) / 1e6 for a in stored}
+    expected = spearmanr([stored[a] for a in stored], [accuracy[a] for a in stored]).statistic
+    assert next(r for r in reports if r.proxy == "params").correlation.spearman == pytest.approx(expected, abs=1e-12)
+    again = run_bench(config(truth, n=10), store, progress=False)
+    assert table(store) == rows                                   # nothing recomputed or duplicated
+    assert [r.correlation for r in again] == [r.correlation for r in reports]
+
+    run_bench(config(truth, n=10, batch_size=16), store, progress=False)
+    assert len(table(store)) == 40                                # a changed setting is a new result
+
+
+def test_workers_give_the_same_results(tmp_path):
+    truth = truth_file(tmp_path)
+    run_bench(config(truth), tmp_path / "one.sqlite", progress=False)
+    run_bench(config(truth), tmp_path / "two.sqlite", workers=2, progress=False)
+    strip = [(a, p, s, v, f) for a, p, s, v, f in table(tmp_path / "one.sqlite")]
+    assert strip == table(tmp_path / "two.sqlite") and len(strip) == 12
+
+
+def bench_command(truth, store, n):
+    return [sys.executable, "-m", "lswag.cli", "bench", "--truth", str(truth), "--metric", "acc",
+            "--n", str(n), "--batch-size", "8", "--proxies", "params,zico,nwot", "--store", str(store)]
+
+
+def test_sigkill_then_resume_gives_the_same_table(tmp_path):
+    truth = truth_file(tmp_path)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    reference = tmp_path / "reference.sqlite"
+    done = subprocess.run(bench_command(truth, reference, 10), capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+
+    killed = tmp_path / "killed.sqlite"
+    process = subprocess.Popen(bench_command(truth, killed, 10), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        if killed.exists():
+            try:
+                with sqlite3.connect(killed) as db:
+                    if db.execute("SELECT COUNT(*) FROM results").fetchone()[0] >= 6:
+                        break
+            except sqlite3.OperationalError:
+                pass                                               # created but not yet initialised
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    partial = table(killed)
+    assert 0 < len(partial) < 30, "the run was not interrupted midway; make it longer"
+    assert len(partial) % 3 == 0                                   # an architecture lands whole or not at all
+
+    resumed = subprocess.run(bench_command(truth, killed, 10), capture_output=True, text=True, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert table(killed) == table(reference) and len(table(killed)) == 30
+    # the same printed table, timings aside (the first line and the last column are seconds)
+    without_seconds = [line.rsplit(None, 1)[0] for line in resumed.stdout.splitlines()[1:]]
+    assert without_seconds == [line.rsplit(None, 1)[0] for line in done.stdout.splitlines()[1:]]
+
+
+def test_bench_errors_are_one_line(tmp_path):
+    truth = truth_file(tmp_path)
+    foreign = tmp_path / "foreign.sqlite"
+    with sqlite3.connect(foreign) as db:
+        db.execute("CREATE TABLE t (x)")
+    cases = [
+        (["--store", str(foreign)], "not an lswag store"),
+        (["--metric", "nope"], "nope"),
+        (["--truth", str(tmp_path / "missing.csv")], "missing.csv"),
+        (["--proxies", "bogus"], "bogus"),
+    ]
+    for changes, words in cases:
+        argv = bench_command(truth, tmp_path / "s.sqlite", 3)
+        for flag, value in zip(changes[::2], changes[1::2]):
+            argv[argv.index(flag) + 1] = value
+        result = subprocess.run(argv, capture_output=True, text=True)
+        assert result.returncode == 2, (changes, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and words in lines[0] and "Traceback" not in result.stderr, result.stderr
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_real_nb201_bench_params_and_l_swag_correlate(tmp_path):
+    from conftest import shared_file
+
+    truth = shared_file("benchmarks/nasbench201/nb201_groundtruth.csv")
+    images = shared_file("images/cifar10_sample.npz")
+    torch.set_num_threads(2)
+    reports = run_bench(BenchConfig(space="nb201", truth=str(truth), metric="cifar10_test_acc_200ep", n=100,
+                                    proxies=("params", "l_swag"), data=f"npz:{images}", batch_size=32),
+                        tmp_path / "real.sqlite", progress=False)
+    rho = {r.proxy: r.correlation.spearman for r in reports}
+    assert rho["params"] > 0.5 and rho["l_swag"] > 0.5, rho
