@@ -207,3 +207,23 @@ def test_real_nb201_bench_params_and_l_swag_correlate(tmp_path):
                         tmp_path / "real.sqlite", progress=False)
     rho = {r.proxy: r.correlation.spearman for r in reports}
     assert rho["params"] > 0.5 and rho["l_swag"] > 0.5, rho
+
+
+def test_outputs_table_figures_and_combined_heatmap(tmp_path, capsys):
+    from lswag.bench import read_tables, write_outputs
+    from lswag.cli import main
+
+    truth = truth_file(tmp_path)
+    reports = run_bench(config(truth), tmp_path / "s.sqlite", progress=False)
+    table_path = write_outputs(reports, tmp_path / "a", benchmark="acc")
+    write_outputs(reports[:1], tmp_path / "b", benchmark="other")
+    for name in ("heatmap.png", "ranks_params.png", "ranks_zico.png"):
+        assert (tmp_path / "a" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rho = read_tables([table_path, tmp_path / "b" / "correlations.csv"])
+    assert rho == {"params": {"acc": reports[0].correlation.spearman, "other": reports[0].correlation.spearman},
+                   "zico": {"acc": reports[1].correlation.spearman}}
+    assert main(["heatmap", str(table_path), str(tmp_path / "b" / "correlations.csv"),
+                 "--out", str(tmp_path / "fig3.png")]) == 0
+    assert (tmp_path / "fig3.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["heatmap", str(truth), "--out", str(tmp_path / "x.png")]) == 2
+    assert "not an lswag correlations.csv" in capsys.readouterr().err

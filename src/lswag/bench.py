@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from lswag import __version__, spaces
+from lswag import __version__, plots, spaces
 from lswag.benchmarks import load_truth
 from lswag.data import Batch, load_batch
 from lswag.errors import LswagError
@@ -54,6 +54,8 @@ class ProxyReport:
     proxy: str
     correlation: Correlation
     mean_seconds: float
+    scores: list = field(repr=False)   # per sampled architecture: value or Failure
+    truth: list = field(repr=False)    # the matching ground-truth accuracies
 
 
 def sample_archs(archs, space, n: int, seed: int) -> list:
@@ -133,19 +135,46 @@ def _report(name, stored, archs, truth, space) -> ProxyReport:
     scores = [stored[arch].value for arch in archs]
     accuracy = [truth.value(space.parse(arch)) for arch in archs]
     seconds = sum(stored[arch].seconds for arch in archs) / len(archs)
-    return ProxyReport(name, correlate(scores, accuracy), seconds)
+    return ProxyReport(name, correlate(scores, accuracy), seconds, scores, accuracy)
 
 
-def write_table(reports: list[ProxyReport], folder) -> Path:
-    """Write the correlation table as ``correlations.csv`` in ``folder`` (created if needed)."""
-    path = Path(folder) / "correlations.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
+TABLE_COLUMNS = ["benchmark", "proxy", "n", "failures", "spearman", "spearman_low", "spearman_high",
+                 "kendall", "kendall_low", "kendall_high", "mean_seconds"]
+
+
+def write_outputs(reports: list[ProxyReport], folder, benchmark: str) -> Path:
+    """Write ``correlations.csv``, ``heatmap.png`` and ``ranks_<proxy>.png`` into ``folder``.
+
+    ``benchmark`` names the column of this run (e.g. the metric); :func:`read_tables` and
+    :func:`lswag.plots.heatmap` combine the tables of several runs into the paper's Fig. 3.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "correlations.csv"
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["proxy", "n", "failures", "spearman", "spearman_low", "spearman_high",
-                         "kendall", "kendall_low", "kendall_high", "mean_seconds"])
+        writer.writerow(TABLE_COLUMNS)
         for r in reports:
             c = r.correlation
-            writer.writerow([r.proxy, c.n, c.failures, c.spearman, *c.spearman_ci, c.kendall, *c.kendall_ci,
-                             r.mean_seconds])
+            writer.writerow([benchmark, r.proxy, c.n, c.failures, c.spearman, *c.spearman_ci, c.kendall,
+                             *c.kendall_ci, r.mean_seconds])
+    plots.heatmap({r.proxy: {benchmark: r.correlation.spearman} for r in reports}, folder / "heatmap.png")
+    for r in reports:
+        plots.rank_scatter(r.proxy, r.scores, r.truth, folder / f"ranks_{r.proxy}.png")
     return path
+
+
+def read_tables(paths) -> dict[str, dict[str, float]]:
+    """``{proxy: {benchmark: spearman}}`` from the ``correlations.csv`` of several runs."""
+    rho: dict[str, dict[str, float]] = {}
+    for path in paths:
+        try:
+            with open(path, newline="") as f:
+                rows = list(csv.DictReader(f))
+        except OSError as error:
+            raise LswagError(f"cannot read correlation table {path}: {error.strerror}") from None
+        if not rows or set(TABLE_COLUMNS) - set(rows[0]):
+            raise LswagError(f"{path} is not an lswag correlations.csv (columns: {', '.join(TABLE_COLUMNS)})")
+        for row in rows:
+            rho.setdefault(row["proxy"], {})[row["benchmark"]] = float(row["spearman"])
+    return rho

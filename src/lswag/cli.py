@@ -8,10 +8,11 @@ import sys
 import time
 
 from lswag import __version__, proxies, spaces
-from lswag.bench import BenchConfig, run_bench, write_table
+from lswag.bench import BenchConfig, read_tables, run_bench, write_outputs
 from lswag.data import SOURCES
 from lswag.demo import run_demo
 from lswag.errors import LswagError
+from lswag.plots import heatmap
 from lswag.proxies import Failure
 from lswag.scoring import parse_option, score_architecture
 
@@ -82,8 +83,13 @@ def _cmd_bench(args) -> None:
               f"{c.kendall:8.3f} [{c.kendall_ci[0]:6.3f},{c.kendall_ci[1]:6.3f}]  {c.failures:8d}  "
               f"{r.mean_seconds:7.3f}")
     if args.out:
-        path = write_table(reports, args.out)
-        print(f"table written to {path}")
+        path = write_outputs(reports, args.out, benchmark=args.metric)
+        print(f"table and figures written to {path.parent}")
+
+
+def _cmd_heatmap(args) -> None:
+    path = heatmap(read_tables(args.tables), args.out)
+    print(f"heatmap written to {path}")
 
 
 def _cmd_spaces(args) -> None:
@@ -143,8 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a proxy option, e.g. l_swag.window=3-10 (repeatable)")
     bench.add_argument("--store", required=True, help="SQLite result store (created, or resumed)")
     bench.add_argument("--workers", type=int, default=1, help="local worker processes")
-    bench.add_argument("--out", help="folder for the correlation table (CSV)")
+    bench.add_argument("--out", help="folder for the correlation table (CSV), heatmap and rank scatters (PNG)")
     bench.set_defaults(run=_cmd_bench)
+
+    heat = commands.add_parser("heatmap", help="one heatmap of proxies x benchmarks from several bench tables")
+    heat.add_argument("tables", nargs="+", help="correlations.csv files written by lswag bench --out")
+    heat.add_argument("--out", required=True, help="PNG file to write")
+    heat.set_defaults(run=_cmd_heatmap)
 
     commands.add_parser("spaces", help="list the search spaces").set_defaults(run=_cmd_spaces)
     commands.add_parser("proxies", help="list the proxies and their options").set_defaults(run=_cmd_proxies)

@@ -1,0 +1,61 @@
+"""The paper's figures from benchmark results, with matplotlib (Agg backend, files only).
+
+* :func:`heatmap`: Spearman ρ of proxies (rows) on benchmarks (columns), like the paper's Fig. 3.
+* :func:`rank_scatter`: rank a proxy predicts against the true rank of each architecture, like
+  its Fig. 8; failures sit at the bottom rank.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from scipy.stats import rankdata  # noqa: E402
+
+from lswag.stats import failures_last  # noqa: E402
+
+
+def heatmap(rho: dict[str, dict[str, float]], path, title: str = "Spearman ρ") -> Path:
+    """``rho[proxy][benchmark]`` as an annotated heatmap PNG; rows sorted by mean ρ."""
+    benchmarks = sorted({b for row in rho.values() for b in row})
+    def mean(row):
+        values = [v for v in row.values() if not math.isnan(v)]
+        return sum(values) / len(values) if values else -math.inf
+    proxies = sorted(rho, key=lambda p: mean(rho[p]), reverse=True)
+    grid = [[rho[p].get(b, math.nan) for b in benchmarks] for p in proxies]
+    figure, axes = plt.subplots(figsize=(1.2 + 1.1 * len(benchmarks), 0.9 + 0.4 * len(proxies)))
+    image = axes.imshow(grid, cmap="RdYlGn", vmin=-1, vmax=1, aspect="auto")
+    axes.set_xticks(range(len(benchmarks)), benchmarks, rotation=30, ha="right")
+    axes.set_yticks(range(len(proxies)), proxies)
+    for i, row in enumerate(grid):
+        for j, value in enumerate(row):
+            if not math.isnan(value):
+                axes.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8)
+    figure.colorbar(image, ax=axes, shrink=0.8)
+    axes.set_title(title)
+    return _save(figure, path)
+
+
+def rank_scatter(proxy: str, scores, truth, path) -> Path:
+    """Predicted rank (from ``scores``, failures last) against true rank (from ``truth``) as a PNG."""
+    predicted = rankdata(failures_last(scores))
+    actual = rankdata(truth)
+    figure, axes = plt.subplots(figsize=(4, 4))
+    axes.scatter(actual, predicted, s=4, alpha=0.5)
+    axes.plot([1, len(actual)], [1, len(actual)], color="grey", linewidth=0.8)
+    axes.set_xlabel("true rank")
+    axes.set_ylabel(f"rank by {proxy}")
+    axes.set_title(proxy)
+    return _save(figure, path)
+
+
+def _save(figure, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
