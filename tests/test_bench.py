@@ -227,3 +227,25 @@ def test_outputs_table_figures_and_combined_heatmap(tmp_path, capsys):
     assert (tmp_path / "fig3.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["heatmap", str(truth), "--out", str(tmp_path / "x.png")]) == 2
     assert "not an lswag correlations.csv" in capsys.readouterr().err
+
+
+def test_layer_analysis_agrees_with_bench_and_proposes_a_wide_window(tmp_path, capsys):
+    from lswag.cli import main
+    from lswag.layers import MIN_WIDTH, _spike_window, analyse_layers
+
+    truth = truth_file(tmp_path)
+    analysis = analyse_layers("nb201", n=8, batch_size=8, truth=str(truth), metric="acc", progress=False)
+    reports = run_bench(config(truth, n=8, proxies=("l_swag",), options={"l_swag": {"window": (1, 10)}}),
+                        tmp_path / "s.sqlite", progress=False)
+    assert analysis.rho_window[(1, 10)] == pytest.approx(reports[0].correlation.spearman, abs=1e-12)
+    low, high = analysis.proposed
+    assert high - low + 1 >= MIN_WIDTH
+    assert analysis.rho_window[analysis.proposed] == max(
+        rho for (a, b), rho in analysis.rho_window.items() if b - a + 1 >= MIN_WIDTH)
+    assert len(analysis.mean_psi) == 10 and all(s >= 0 for s in analysis.std_psi)
+    # the paper's rule without ground truth: the run above the median around the peak
+    assert _spike_window([1, 2, 5, 6, 9, 3, 1, 0, 7, 2]) == (3, 6)   # median 2.5
+    assert main(["layers", "--n", "4", "--batch-size", "8", "--out", str(tmp_path / "fig")]) == 0
+    assert (tmp_path / "fig" / "layer_profile.png").read_bytes()[:4] == b"\x89PNG"
+    assert "proposed window" in capsys.readouterr().out
+    assert main(["layers", "--n", "4", "--truth", str(truth)]) == 2

@@ -6,12 +6,14 @@ import json
 import math
 import sys
 import time
+from pathlib import Path
 
 from lswag import __version__, proxies, spaces
 from lswag.bench import BenchConfig, read_tables, run_bench, write_outputs
 from lswag.data import SOURCES
 from lswag.demo import run_demo
 from lswag.errors import LswagError
+from lswag.layers import analyse_layers, plot_profile
 from lswag.plots import heatmap
 from lswag.proxies import Failure
 from lswag.scoring import parse_option, score_architecture
@@ -92,6 +94,25 @@ def _cmd_heatmap(args) -> None:
     print(f"heatmap written to {path}")
 
 
+def _cmd_layers(args) -> None:
+    if (args.truth is None) != (args.metric is None):
+        raise LswagError("--truth and --metric go together: give both or neither")
+    analysis = analyse_layers(args.space, n=args.n, seed=args.seed, data=args.data, batch_size=args.batch_size,
+                              image_size=args.image_size, truth=args.truth, metric=args.metric,
+                              dataset=args.dataset, arch_column=args.arch_column, gradient_draws=args.draws)
+    print(f"{args.space}: {analysis.n} architectures, data {args.data}, batch {args.batch_size}, seed {args.seed}")
+    print("percentile  mean Ψ   std Ψ" + ("   rho(Σ Ψ)  rho(l_swag [p,p])" if analysis.rho_window else ""))
+    for p in range(1, len(analysis.mean_psi) + 1):
+        line = f"{p:>10}  {analysis.mean_psi[p - 1]:6.2f}  {analysis.std_psi[p - 1]:6.2f}"
+        if analysis.rho_window:
+            line += f"   {analysis.rho_gradient[p - 1]:8.3f}  {analysis.rho_window[(p, p)]:17.3f}"
+        print(line)
+    print(f"proposed window [{analysis.proposed[0]}, {analysis.proposed[1]}]: {analysis.reason}")
+    if args.out:
+        plot_profile(analysis, Path(args.out) / "layer_profile.png", title=f"{args.space} gradient statistic")
+        print(f"figure written to {Path(args.out) / 'layer_profile.png'}")
+
+
 def _cmd_spaces(args) -> None:
     for name in spaces.names():
         space = spaces.get(name)
@@ -151,6 +172,21 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--workers", type=int, default=1, help="local worker processes")
     bench.add_argument("--out", help="folder for the correlation table (CSV), heatmap and rank scatters (PNG)")
     bench.set_defaults(run=_cmd_bench)
+
+    layers = commands.add_parser("layers", help="per-depth gradient statistic and the L-SWAG window it suggests")
+    layers.add_argument("--space", default="nb201", help=f"search space ({', '.join(spaces.names())})")
+    layers.add_argument("--n", type=int, default=1000, help="number of architectures (seeded sample)")
+    layers.add_argument("--truth", help="ground truth (then the window is chosen by Spearman)")
+    layers.add_argument("--metric", help="the truth column used as accuracy")
+    layers.add_argument("--dataset", help="dataset to select in truth files that hold several")
+    layers.add_argument("--arch-column", default="arch_str", help="the truth column with the architecture")
+    layers.add_argument("--data", default="digits", help=data_help)
+    layers.add_argument("--batch-size", type=int, default=64)
+    layers.add_argument("--image-size", type=int, help="input resolution (default: the space's)")
+    layers.add_argument("--seed", type=int, default=0)
+    layers.add_argument("--draws", type=int, default=2, help="gradient draws M")
+    layers.add_argument("--out", help="folder for the profile figure (PNG)")
+    layers.set_defaults(run=_cmd_layers)
 
     heat = commands.add_parser("heatmap", help="one heatmap of proxies x benchmarks from several bench tables")
     heat.add_argument("tables", nargs="+", help="correlations.csv files written by lswag bench --out")

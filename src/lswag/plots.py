@@ -36,7 +36,7 @@ def heatmap(rho: dict[str, dict[str, float]], path, title: str = "Spearman ρ") 
                 axes.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8)
     figure.colorbar(image, ax=axes, shrink=0.8)
     axes.set_title(title)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def rank_scatter(proxy: str, scores, truth, path) -> Path:
@@ -49,10 +49,11 @@ def rank_scatter(proxy: str, scores, truth, path) -> Path:
     axes.set_xlabel("true rank")
     axes.set_ylabel(f"rank by {proxy}")
     axes.set_title(proxy)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
-def _save(figure, path) -> Path:
+def save_figure(figure, path) -> Path:
+    """Write ``figure`` as a PNG at ``path`` (folders created) and release it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()

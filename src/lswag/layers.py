@@ -1,0 +1,134 @@
+"""``lswag layers``: where in depth L-SWAG should look, per search space (paper Sec. 3.1, Fig. 2b/9, Tab. 5).
+
+For sampled architectures, one probe each gives (a) the mean Ψ_l of the layers in every depth
+percentile, whose mean and spread over the architectures is the paper's Fig. 2b, and, with
+ground truth, (b) the Spearman ρ of the gradient term restricted to each single percentile
+(Σ Ψ_l there, the paper's Tab. 5) and of L-SWAG on every window [p1, p2].
+
+The proposed window: with ground truth, the window of highest L-SWAG ρ among those spanning at
+least ``MIN_WIDTH`` percentiles (single percentiles win or lose by sampling noise: see
+``docs/reproduction.md``); without, the paper's rule, the contiguous run of percentiles around
+the highest mean Ψ whose mean Ψ is above the median percentile's.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from lswag import probe, spaces
+from lswag import proxies as registry
+from lswag.benchmarks import load_truth
+from lswag.bench import sample_archs
+from lswag.data import load_batch
+from lswag.plots import plt, save_figure
+from lswag.probe import PERC_BINS
+from lswag.proxies import ProxyFailure
+from lswag.proxies.gradient import gradient_statistic
+from lswag.proxies.lswag import trainability_profile
+from lswag.stats import correlate
+
+MIN_WIDTH = 3
+WINDOWS = [(a, b) for a in range(1, PERC_BINS + 1) for b in range(a, PERC_BINS + 1)]
+
+
+@dataclass(frozen=True)
+class LayerAnalysis:
+    n: int                                  # architectures analysed
+    mean_psi: list[float]                   # per percentile 1..10 (nan where no architecture has one)
+    std_psi: list[float]
+    rho_gradient: list[float] | None        # Spearman of Σ Ψ within each single percentile
+    rho_window: dict[tuple[int, int], float] | None   # Spearman of L-SWAG on every window
+    proposed: tuple[int, int]
+    reason: str
+
+
+def analyse_layers(space: str, *, n: int = 1000, seed: int = 0, data: str = "digits", batch_size: int = 64,
+                   image_size: int | None = None, truth: str | None = None, metric: str | None = None,
+                   dataset: str | None = None, arch_column: str = "arch_str", gradient_draws: int = 2,
+                   progress: bool = True) -> LayerAnalysis:
+    """Analyse ``n`` architectures of ``space`` (from the ground truth's when ``truth`` is given)."""
+    search_space = spaces.get(space)
+    table = None
+    if truth is not None:
+        table = load_truth(truth, space=space, metric=metric, arch_column=arch_column, dataset=dataset)
+        archs = sample_archs(table.archs(), search_space, n, seed)
+    else:
+        archs = search_space.sample(n, seed=seed)
+    batch = load_batch(data, batch_size=batch_size, seed=seed, image_size=image_size or search_space.input_shape[1:])
+    needs = registry.get("l_swag").needs
+    profiles, gradient_terms, window_scores = [], [], []
+    for arch in tqdm(archs, desc=f"{space} layers", unit="arch", disable=not progress):
+        model = search_space.build(arch, num_classes=batch.num_classes, seed=seed)
+        record = probe.record(model, batch, needs, gradient_draws=gradient_draws)
+        try:
+            profile = trainability_profile(record)
+        except ProxyFailure:
+            profile = {}
+        profiles.append(profile)
+        gradient_terms.append(_gradient_terms(record))
+        window_scores.append({w: registry.compute("l_swag", record, model, window=w)[0] for w in WINDOWS})
+
+    means, stds = [], []
+    for p in range(1, PERC_BINS + 1):
+        values = np.array([profile[p] for profile in profiles if p in profile])
+        means.append(float(values.mean()) if len(values) else float("nan"))
+        stds.append(float(values.std()) if len(values) else float("nan"))
+    if table is None:
+        proposed = _spike_window(means)
+        reason = (f"no ground truth: the run of percentiles around the highest mean Ψ "
+                  f"({np.nanmax(means):.2f} at {int(np.nanargmax(means)) + 1}) whose mean Ψ is above the median")
+        return LayerAnalysis(len(archs), means, stds, None, None, proposed, reason)
+
+    accuracy = [table.value(arch) for arch in archs]
+    rho_gradient = [correlate([t.get(p) for t in gradient_terms], accuracy, n_boot=0).spearman
+                    for p in range(1, PERC_BINS + 1)]
+    rho_window = {w: correlate([s[w] for s in window_scores], accuracy, n_boot=0).spearman for w in WINDOWS}
+    wide = [w for w in WINDOWS if w[1] - w[0] + 1 >= MIN_WIDTH]
+    proposed = max(wide, key=lambda w: rho_window[w])
+    best = max(WINDOWS, key=lambda w: rho_window[w])
+    reason = (f"highest L-SWAG Spearman among windows of at least {MIN_WIDTH} percentiles: "
+              f"{rho_window[proposed]:.3f} (all layers {rho_window[(1, PERC_BINS)]:.3f}; "
+              f"best of any width [{best[0]},{best[1]}] {rho_window[best]:.3f})")
+    return LayerAnalysis(len(archs), means, stds, rho_gradient, rho_window, proposed, reason)
+
+
+def _gradient_terms(record) -> dict[int, float]:
+    """Σ Ψ_l of the layers in each percentile (the gradient term of a single-percentile window)."""
+    terms: dict[int, float] = {}
+    for layer in record.layers:
+        if layer.gradient_draws is None:
+            continue
+        psi = gradient_statistic(layer)
+        if psi is not None:
+            terms[layer.percentile] = terms.get(layer.percentile, 0.0) + psi
+    return terms
+
+
+def _spike_window(means: list[float]) -> tuple[int, int]:
+    peak = int(np.nanargmax(means))
+    threshold = float(np.nanmedian(means))
+    low = high = peak
+    while low > 0 and means[low - 1] > threshold:
+        low -= 1
+    while high < PERC_BINS - 1 and means[high + 1] > threshold:
+        high += 1
+    return low + 1, high + 1
+
+
+def plot_profile(analysis: LayerAnalysis, path, title: str = "gradient statistic by depth") -> None:
+    """Mean ± std of Ψ per percentile (the paper's Fig. 2b), with the proposed window shaded."""
+    percentiles = list(range(1, PERC_BINS + 1))
+    figure, axes = plt.subplots(figsize=(5, 3.2))
+    mean, std = np.array(analysis.mean_psi), np.array(analysis.std_psi)
+    axes.plot(percentiles, mean, marker="o")
+    axes.fill_between(percentiles, mean - std, mean + std, alpha=0.25)
+    axes.axvspan(analysis.proposed[0] - 0.5, analysis.proposed[1] + 0.5, color="orange", alpha=0.15,
+                 label=f"proposed window [{analysis.proposed[0]}, {analysis.proposed[1]}]")
+    axes.set_xticks(percentiles)
+    axes.set_xlabel("depth percentile")
+    axes.set_ylabel("mean Ψ_l = ln Σ 1/σ")
+    axes.set_title(f"{title} ({analysis.n} architectures)")
+    axes.legend(fontsize=8)
+    save_figure(figure, path)
