@@ -25,13 +25,13 @@ from tqdm import tqdm
 
 import lswag
 from lswag import probe
+from lswag.layers import WINDOWS
 from lswag import proxies as registry
 from lswag.proxies import Failure
 from lswag.proxies.lswag import PAIRINGS, PRODUCTS
 
 TRUTH = Path(__file__).resolve().parents[1].parent / "shared/benchmarks/nasbench201/nb201_groundtruth.csv"
 BASELINES = ["zico", "swap", "nwot", "synflow", "grad_norm", "snip", "params", "flops"]
-WINDOWS = [(a, b) for a in range(1, 11) for b in range(a, 11)]
 
 
 def variant_name(window, pairing, product):

@@ -25,7 +25,7 @@ from lswag import __version__, plots, spaces
 from lswag.benchmarks import load_truth
 from lswag.data import Batch, load_batch
 from lswag.errors import LswagError
-from lswag.scoring import evaluate, resolve_proxies, space_options
+from lswag.scoring import resolve_proxies, score_architecture, space_options
 from lswag.stats import Correlation, correlate
 from lswag.store import Store
 
@@ -76,13 +76,12 @@ _WORKER: dict[str, Any] = {}
 
 def _start_worker(space: str, batch: Batch, threads: int) -> None:
     torch.set_num_threads(threads)
-    _WORKER.update(space=spaces.get(space), batch=batch)
+    _WORKER.update(space=space, batch=batch)
 
 
 def _score(arch: str, proxies: list[str], options: dict, seed: int, gradient_draws: int):
-    space, batch = _WORKER["space"], _WORKER["batch"]
-    model = space.build(space.parse(arch), num_classes=batch.num_classes, seed=seed)
-    results = evaluate(model, batch, proxies, options=options, gradient_draws=gradient_draws)
+    _, _, results = score_architecture(_WORKER["space"], arch, proxies=proxies, seed=seed, batch=_WORKER["batch"],
+                                       options=options, gradient_draws=gradient_draws)
     return arch, [(r.name, r.value, r.seconds) for r in results], peak_memory_mb()
 
 

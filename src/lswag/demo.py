@@ -8,7 +8,7 @@ from tqdm import tqdm
 from lswag import spaces
 from lswag.data import load_batch
 from lswag.proxies import Failure
-from lswag.scoring import evaluate, space_options
+from lswag.scoring import score_architecture
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,7 @@ def run_demo(n: int = 20, *, data: str = "digits", batch_size: int = 64, seed: i
     cells = []
     for arch in tqdm(space.sample(n, seed=seed), desc=f"scoring NB201 cells with {proxy}",
                      unit="cell", disable=not progress):
-        model = space.build(arch, num_classes=batch.num_classes, seed=seed)
-        (result,) = evaluate(model, batch, [proxy], options=space_options(space, [proxy]))
+        _, _, (result,) = score_architecture("nb201", arch, proxies=[proxy], seed=seed, batch=batch)
         cells.append(RankedCell(space.format(arch), result.value, result.seconds))
     return sorted(cells, key=lambda c: (isinstance(c.value, Failure),
                                         0.0 if isinstance(c.value, Failure) else -c.value))

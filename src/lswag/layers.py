@@ -25,8 +25,7 @@ from lswag.data import load_batch
 from lswag.plots import plt, save_figure
 from lswag.probe import PERC_BINS
 from lswag.proxies import ProxyFailure
-from lswag.proxies.gradient import gradient_statistic
-from lswag.proxies.lswag import trainability_profile
+from lswag.proxies.lswag import psi_by_percentile
 from lswag.stats import correlate
 
 MIN_WIDTH = 3
@@ -63,11 +62,11 @@ def analyse_layers(space: str, *, n: int = 1000, seed: int = 0, data: str = "dig
         model = search_space.build(arch, num_classes=batch.num_classes, seed=seed)
         record = probe.record(model, batch, needs, gradient_draws=gradient_draws)
         try:
-            profile = trainability_profile(record)
+            by_bin = psi_by_percentile(record)
         except ProxyFailure:
-            profile = {}
-        profiles.append(profile)
-        gradient_terms.append(_gradient_terms(record))
+            by_bin = {}
+        profiles.append({b: sum(v) / len(v) for b, v in by_bin.items()})
+        gradient_terms.append({b: sum(v) for b, v in by_bin.items()})  # the gradient term of window [b, b]
         window_scores.append({w: registry.compute("l_swag", record, model, window=w)[0] for w in WINDOWS})
 
     means, stds = [], []
@@ -92,18 +91,6 @@ def analyse_layers(space: str, *, n: int = 1000, seed: int = 0, data: str = "dig
               f"{rho_window[proposed]:.3f} (all layers {rho_window[(1, PERC_BINS)]:.3f}; "
               f"best of any width [{best[0]},{best[1]}] {rho_window[best]:.3f})")
     return LayerAnalysis(len(archs), means, stds, rho_gradient, rho_window, proposed, reason)
-
-
-def _gradient_terms(record) -> dict[int, float]:
-    """Σ Ψ_l of the layers in each percentile (the gradient term of a single-percentile window)."""
-    terms: dict[int, float] = {}
-    for layer in record.layers:
-        if layer.gradient_draws is None:
-            continue
-        psi = gradient_statistic(layer)
-        if psi is not None:
-            terms[layer.percentile] = terms.get(layer.percentile, 0.0) + psi
-    return terms
 
 
 def _spike_window(means: list[float]) -> tuple[int, int]:

@@ -103,15 +103,20 @@ def _bin_sums(record: Record, layers: list[LayerRecord], psi: dict) -> list[tupl
     return [(psi_of_bin[b], lambda_of_bin[b]) for b in sorted(psi_of_bin) if b in lambda_of_bin]
 
 
+def psi_by_percentile(record: Record) -> dict[int, list[float]]:
+    """Ψ_l of every layer that has one, grouped by depth percentile (1..10; empty bins absent)."""
+    by_bin = defaultdict(list)
+    for layer in require_draws(record):
+        psi = gradient_statistic(layer)
+        if psi is not None:
+            by_bin[layer.percentile].append(psi)
+    return dict(sorted(by_bin.items()))
+
+
 def trainability_profile(record: Record) -> dict[int, float]:
     """Mean Ψ_l of the layers in each depth percentile (1..10): one network's curve of the paper's Fig. 2b.
 
     Averaged over many random architectures it shows where the gradient statistic spikes, which
     is how the paper places the L-SWAG window; percentiles without a layer that has Ψ are absent.
     """
-    by_bin = defaultdict(list)
-    for layer in require_draws(record):
-        psi = gradient_statistic(layer)
-        if psi is not None:
-            by_bin[layer.percentile].append(psi)
-    return {b: sum(values) / len(values) for b, values in sorted(by_bin.items())}
+    return {b: sum(values) / len(values) for b, values in psi_by_percentile(record).items()}
