@@ -2,7 +2,9 @@
 
 One probe per cell records everything; every proxy and every L-SWAG variant (all 55 windows
 [p1, p2] x 3 pairings x 2 products) is computed from that one record, so the variants are
-compared on identical passes. Rows are appended to ``--out`` as they are computed and a rerun
+compared on identical passes. The cells are those ``lswag bench`` draws with the same ``--n`` and
+``--seed`` (:func:`lswag.bench.sample_archs` over the ground truth), so the default variant's
+column reproduces the bench's l_swag score cell for cell. Rows are appended to ``--out`` as they are computed and a rerun
 skips cells already there. At the end it prints the Spearman rho of each proxy and of the
 L-SWAG variants against ``--metric``.
 
@@ -25,6 +27,8 @@ from tqdm import tqdm
 
 import lswag
 from lswag import probe
+from lswag.bench import sample_archs
+from lswag.benchmarks import load_truth
 from lswag.layers import WINDOWS
 from lswag import proxies as registry
 from lswag.proxies import Failure
@@ -52,8 +56,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    with open(args.truth) as f:
-        truth = {row["arch_str"]: float(row[args.metric]) for row in csv.DictReader(f)}
+    truth = load_truth(args.truth, space="nb201", metric=args.metric)
     space = lswag.spaces.get("nb201")
     batch = lswag.load_batch(args.data, batch_size=args.batch_size, seed=args.seed, image_size=args.image_size)
     columns = ["arch", "truth", "seconds_probe"] + BASELINES + [
@@ -68,14 +71,14 @@ def main():
             csv.writer(f).writerow(columns)
 
     needs = set().union(*(registry.get(n).needs for n in BASELINES + ["l_swag"]))
-    for arch in tqdm(space.sample(args.n, seed=args.seed), desc="cells"):
+    for arch in tqdm(sample_archs(truth.archs(), space, args.n, args.seed), desc="cells"):
         text = space.format(arch)
         if text in done:
             continue
         model = space.build(arch, num_classes=batch.num_classes, seed=args.seed)
         start = time.perf_counter()
         record = probe.record(model, batch, needs)
-        row = {"arch": text, "truth": truth[text], "seconds_probe": time.perf_counter() - start}
+        row = {"arch": text, "truth": truth.value(arch), "seconds_probe": time.perf_counter() - start}
         for name in BASELINES:
             row[name] = registry.compute(name, record, model)[0]
         for window, pairing, product in itertools.product(WINDOWS, PAIRINGS, PRODUCTS):

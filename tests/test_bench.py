@@ -134,6 +134,30 @@ def test_workers_give_the_same_results(tmp_path):
     assert strip == table(tmp_path / "two.sqlite") and len(strip) == 12
 
 
+def test_ray_gives_the_same_results(tmp_path):
+    pytest.importorskip("ray", reason="Ray is the optional extra lswag[ray]; install it to test the Ray executor")
+    truth = truth_file(tmp_path)
+    run_bench(config(truth), tmp_path / "one.sqlite", progress=False)
+    run_bench(config(truth), tmp_path / "ray.sqlite", workers=2, executor="ray", progress=False)
+    reference = table(tmp_path / "one.sqlite")
+    assert table(tmp_path / "ray.sqlite") == reference and len(reference) == 12
+
+
+def test_executor_errors(tmp_path):
+    truth = truth_file(tmp_path)
+    with pytest.raises(LswagError, match="unknown executor 'dask'; choose one of: local, ray"):
+        run_bench(config(truth), tmp_path / "s.sqlite", executor="dask", progress=False)
+    with pytest.raises(LswagError, match="needs --executor ray"):
+        run_bench(config(truth), tmp_path / "s.sqlite", ray_address="auto", progress=False)
+
+
+def test_unreachable_ray_cluster_fails_fast(tmp_path):
+    pytest.importorskip("ray", reason="Ray is the optional extra lswag[ray]; install it to test the Ray executor")
+    truth = truth_file(tmp_path)
+    with pytest.raises(LswagError, match="cannot reach the Ray cluster at 127.0.0.1:1: "):
+        run_bench(config(truth), tmp_path / "s.sqlite", executor="ray", ray_address="127.0.0.1:1", progress=False)
+
+
 def bench_command(truth, store, n):
     return [sys.executable, "-m", "lswag.cli", "bench", "--truth", str(truth), "--metric", "acc",
             "--n", str(n), "--batch-size", "8", "--proxies", "params,zico,nwot", "--store", str(store)]

@@ -141,7 +141,8 @@ def test_file_errors(tmp_path, table):
     missing = tmp_path / "nope.csv"
     assert error_of(missing, metric="acc") == f"ground-truth file not found: {missing}"
     assert error_of(tmp_path / "t.tsv", metric="acc") == \
-        f"unknown ground-truth format '.tsv' of {tmp_path / 't.tsv'}; valid suffixes: .csv, .parquet, .json"
+        f"unknown ground-truth format '.tsv' of {tmp_path / 't.tsv'}; valid: .csv, .parquet, .json, " \
+        "a NATS-Bench .pbz2 file or archive folder"
     assert "has no arch column 'arch'; columns: arch_str, acc, params, zen, note" in \
         error_of(table, metric="acc", arch_column="arch")
     assert "is empty" in error_of(write(tmp_path, "empty.csv", ""), metric="acc")
@@ -286,3 +287,58 @@ def test_real_suite_zero_13_proxies_csv():
     failed = sum(v is None for column in truth.columns.values() for v in column.values())
     assert 0 < failed < 100
     assert all(not math.isnan(v) for v in truth.accuracy.values())
+
+
+# --------------------------------------------------------------------------- NATS-Bench
+
+class FakeNatsApi:
+    """Stands in for nats_bench's topology API, which needs the official multi-GB file (not here).
+
+    It answers the calls lswag makes with values derived from the index, so the test can tell
+    which arch got which number.
+    """
+    archs = [NB201.format(CELL_A), RESNET_LIKE, NB201.format(CELL_C)]
+
+    def __init__(self, path, space, fast_mode, verbose):
+        self.opened = (path, space, fast_mode, verbose)
+
+    def __len__(self):
+        return len(self.archs)
+
+    def arch(self, index):
+        return self.archs[index]
+
+    def get_more_info(self, index, dataset, hp, is_random):
+        assert (hp, is_random) == ("200", False)     # 200 epochs, mean over seeds
+        return {"test-accuracy": 90.0 + index, "valid-accuracy": 80.0 + index, "comment": "text"}
+
+    def get_cost_info(self, index, dataset, hp):
+        return {"flops": 10.0 * index, "params": 0.5 + index, "latency": None}
+
+
+def test_nats_bench_file_through_the_official_api(tmp_path, monkeypatch):
+    nats_bench = pytest.importorskip("nats_bench", reason="nats_bench is the optional extra lswag[nats]")
+    opened = []
+    monkeypatch.setattr(nats_bench, "create", lambda *args, **kw: opened.append(FakeNatsApi(*args, **kw)) or opened[-1])
+    archive = tmp_path / "NATS-tss-v1_0-3ffb9-simple"
+    archive.mkdir()
+    truth = load_truth(archive, metric="test-accuracy", dataset="cifar100")
+    assert opened[0].opened == (str(archive), "topology", True, False)   # a folder is the fast-mode archive
+    assert truth.value(CELL_C) == 92.0 and truth.value(RESNET_LIKE) == 91.0
+    assert truth.columns["valid-accuracy"][CELL_A] == 80.0 and truth.columns["params"][CELL_C] == 2.5
+    assert "comment" not in truth.columns and "latency" not in truth.columns   # not numeric
+    assert truth.source == f"{archive} [cifar100]"
+    full = write(tmp_path, "NATS-tss-v1_0-3ffb9-full.pickle.pbz2", "")
+    assert load_truth(full, metric="valid-accuracy", dataset="cifar10").value(CELL_A) == 80.0
+    assert opened[1].opened[2] is False                                  # a single file is read whole
+    assert error_of(full, metric="test-accuracy") == (
+        f"{full} needs dataset=; datasets: cifar10-valid, cifar10, cifar100, ImageNet16-120")
+    assert error_of(full, metric="acc", dataset="cifar10").startswith(
+        f"unknown metric 'acc' in {full} [cifar10]; available columns: test-accuracy, valid-accuracy")
+
+
+def test_nats_bench_missing_package_is_named(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "nats_bench", None)   # import fails as if not installed
+    full = write(tmp_path, "NATS-tss-v1_0-3ffb9-full.pickle.pbz2", "")
+    assert error_of(full, metric="test-accuracy", dataset="cifar10") == (
+        "reading a NATS-Bench file needs nats_bench: pip install 'lswag[nats]'")

@@ -4,8 +4,9 @@ The architectures are drawn (seeded) from those the ground truth covers; every o
 with all requested proxies from shared probe passes on one fixed batch, and each
 architecture's results are committed to the :class:`lswag.store.Store` as soon as they exist.
 Rerunning the same command computes only what the store lacks. With ``workers > 1`` a local
-process pool scores architectures in parallel (torch threads split between the workers) while
-this process alone writes the store.
+process pool scores architectures in parallel (torch threads split between the workers); with
+``executor="ray"`` the architectures go to a Ray cluster as tasks. In every case this process
+alone writes the store, as each result comes back.
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import csv
 import os
 import random
 import resource
+import socket
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,10 +88,95 @@ def _score(arch: str, proxies: list[str], options: dict, seed: int, gradient_dra
     return arch, [(r.name, r.value, r.seconds) for r in results], peak_memory_mb()
 
 
-def run_bench(config: BenchConfig, store_path, *, workers: int = 1, progress: bool = True) -> list[ProxyReport]:
-    """Score what the store lacks, then correlate every proxy with the ground truth."""
+def _score_in_ray(space: str, batch: Batch, threads: int, *task):
+    _start_worker(space, batch, threads)
+    return _score(*task)
+
+
+EXECUTORS = ("local", "ray")
+
+
+def _local_results(space: str, batch: Batch, tasks: list[tuple], workers: int) -> Iterator[tuple]:
+    if workers == 1:
+        _start_worker(space, batch, torch.get_num_threads())
+        for task in tasks:
+            yield _score(*task)
+        return
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(space, batch, threads)) as pool:
+        for future in as_completed([pool.submit(_score, *task) for task in tasks]):
+            yield future.result()
+
+
+def _check_reachable(address: str) -> None:
+    """Fail at once on a HOST:PORT nobody listens on (Ray itself retries for minutes)."""
+    host, _, port = address.rpartition(":")
+    if address == "auto" or "://" in address or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as error:
+        raise LswagError(f"cannot reach the Ray cluster at {address}: {error.strerror or error}") from None
+
+
+def _ray_results(space: str, batch: Batch, tasks: list[tuple], workers: int, address: str | None) -> Iterator[tuple]:
+    """Score ``tasks`` as Ray tasks of one CPU each; the results come as they finish.
+
+    With ``address`` it joins that cluster (``"auto"``: the one this machine belongs to; its
+    workers need lswag installed), else it starts a local Ray instance of ``workers`` CPUs and
+    stops it at the end. It connects before returning, so a bad address fails before any work.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise LswagError("--executor ray needs Ray: pip install 'lswag[ray]'") from None
+    started = not ray.is_initialized()
+    if started:
+        if address:
+            _check_reachable(address)
+        try:
+            if address:
+                ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+            else:
+                ray.init(num_cpus=workers, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            raise LswagError(f"cannot start or reach Ray at {address or 'a local instance'}: "
+                             f"{str(error).splitlines()[0]}") from None
+    return _ray_tasks(ray, space, batch, tasks, stop=started)
+
+
+def _ray_tasks(ray, space: str, batch: Batch, tasks: list[tuple], stop: bool) -> Iterator[tuple]:
+    # At most two tasks per cluster CPU are in flight: an interrupted run has little queued
+    # work to lose, and the driver stays responsive.
+    try:
+        remote = ray.remote(num_cpus=1)(_score_in_ray)
+        batch_ref = ray.put(batch)
+        window = 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
+        pending, queue = [], list(reversed(tasks))
+        while queue or pending:
+            while queue and len(pending) < window:
+                pending.append(remote.remote(space, batch_ref, 1, *queue.pop()))
+            finished, pending = ray.wait(pending, num_returns=1)
+            yield ray.get(finished[0])
+    finally:
+        if stop:
+            ray.shutdown()
+
+
+def run_bench(config: BenchConfig, store_path, *, workers: int = 1, executor: str = "local",
+              ray_address: str | None = None, progress: bool = True) -> list[ProxyReport]:
+    """Score what the store lacks, then correlate every proxy with the ground truth.
+
+    ``executor="local"`` scores in this process (``workers=1``) or a process pool of
+    ``workers``; ``executor="ray"`` sends the architectures to Ray (a local instance of
+    ``workers`` CPUs, or the cluster at ``ray_address``). Results are identical either way.
+    """
     if workers < 1:
         raise LswagError(f"workers must be at least 1, got {workers}")
+    if executor not in EXECUTORS:
+        raise LswagError(f"unknown executor {executor!r}; choose one of: {', '.join(EXECUTORS)}")
+    if ray_address and executor != "ray":
+        raise LswagError("a Ray address needs --executor ray")
     space = spaces.get(config.space)
     truth = load_truth(config.truth, space=config.space, metric=config.metric,
                        arch_column=config.arch_column, dataset=config.dataset)
@@ -105,27 +193,19 @@ def run_bench(config: BenchConfig, store_path, *, workers: int = 1, progress: bo
         done = {name: store.done(name, settings[name]) for name in names}
         todo = [(arch, [n for n in names if arch not in done[n]]) for arch in archs]
         todo = [(arch, missing) for arch, missing in todo if missing]
+        tasks = [(arch, missing, {n: options[n] for n in missing if n in options}, config.seed,
+                  config.gradient_draws) for arch, missing in todo]
+        if not tasks:
+            results = iter(())
+        elif executor == "ray":
+            results = _ray_results(config.space, batch, tasks, workers, ray_address)
+        else:
+            results = _local_results(config.space, batch, tasks, workers)
         bar = tqdm(total=len(archs), initial=len(archs) - len(todo), desc=f"{config.space} bench",
                    unit="arch", disable=not progress)
-
-        def record(arch, results, peak):
-            store.add(arch, [(name, settings[name], value, seconds) for name, value, seconds in results], peak)
+        for arch, scored, peak in results:
+            store.add(arch, [(name, settings[name], value, seconds) for name, value, seconds in scored], peak)
             bar.update()
-
-        def task(arch, missing):
-            return (arch, missing, {n: options[n] for n in missing if n in options}, config.seed,
-                    config.gradient_draws)
-
-        if workers == 1:
-            _start_worker(config.space, batch, torch.get_num_threads())
-            for arch, missing in todo:
-                record(*_score(*task(arch, missing)))
-        else:
-            threads = max(1, (os.cpu_count() or 1) // workers)
-            with ProcessPoolExecutor(workers, initializer=_start_worker,
-                                     initargs=(config.space, batch, threads)) as pool:
-                for future in as_completed([pool.submit(_score, *task(a, m)) for a, m in todo]):
-                    record(*future.result())
         bar.close()
         return [_report(name, store.results(name, settings[name]), archs, truth, space) for name in names]
 

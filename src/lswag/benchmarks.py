@@ -9,10 +9,13 @@ from __future__ import annotations
 import csv
 import json
 import math
+import pickle
 from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tqdm import tqdm
 
 from lswag import spaces
 from lswag.errors import LswagError
@@ -74,17 +77,26 @@ def load_truth(path: str | Path, *, space: str = "nb201", metric: str,
     column, ``dataset`` selects the rows and is required. In NAS-Bench-Suite-Zero JSON
     (``{dataset: {arch: {"val_accuracy": v, proxy: {"score": s, "time": t}}}}``) the keys are the
     archs, ``dataset`` is required when there is more than one, and each proxy gives the columns
-    ``proxy`` and ``proxy_time``. Empty cells, NaN and :data:`FAILURE_SENTINEL` become None in
+    ``proxy`` and ``proxy_time``. The official NATS-Bench topology file (``.pbz2``, or its
+    ``-simple`` archive folder; NAS-Bench-201's successor, same 15,625 cells) is read through the
+    ``nats_bench`` package (``pip install 'lswag[nats]'``): ``dataset`` is one of
+    :data:`NATS_DATASETS`, the metrics are ``get_more_info``'s (``test-accuracy``,
+    ``valid-accuracy``, ...; 200 epochs, mean over seeds) and ``get_cost_info``'s (``flops``,
+    ``params``, ``latency``). Empty cells, NaN and :data:`FAILURE_SENTINEL` become None in
     ``columns``; in the metric they are an error.
     """
     space_obj = spaces.get(space)
     path = Path(path)
-    readers = {".csv": _read_csv, ".parquet": _read_parquet, ".json": _read_json}
-    suffix = path.suffix.lower()
+    readers = {".csv": _read_csv, ".parquet": _read_parquet, ".json": _read_json, ".pbz2": _read_nats}
+    suffix = "(folder)" if path.is_dir() else path.suffix.lower()
+    if suffix == "(folder)" or suffix == ".pbz2":
+        if space != "nb201":
+            raise LswagError(f"{path} is a NATS-Bench file, which holds the nb201 space, not {space!r}")
+        suffix = ".pbz2"
     if suffix not in readers:
         raise LswagError(f"unknown ground-truth format {suffix or '(no suffix)'!r} of {path}; "
-                         f"valid suffixes: .csv, .parquet, .json")
-    if not path.is_file():
+                         f"valid: .csv, .parquet, .json, a NATS-Bench .pbz2 file or archive folder")
+    if not path.exists():
         raise LswagError(f"ground-truth file not found: {path}")
     source, fields, rows = readers[suffix](path, arch_column, dataset)
 
@@ -201,6 +213,36 @@ def _read_parquet(path: Path, arch_column: str, dataset: str | None) -> _Rows:
     except (pyarrow.ArrowException, OSError) as err:
         raise LswagError(f"cannot read Parquet file {path}: {' '.join(str(err).split())}") from None
     return _select_rows(path, table.column_names, table.to_pylist(), arch_column, dataset)
+
+
+#: the datasets of a NATS-Bench / NAS-Bench-201 file
+NATS_DATASETS = ("cifar10-valid", "cifar10", "cifar100", "ImageNet16-120")
+
+
+def _read_nats(path: Path, arch_column: str, dataset: str | None) -> _Rows:
+    """NATS-Bench topology file through the official API; ``arch_column`` is unused."""
+    try:
+        import nats_bench
+    except ImportError:
+        raise LswagError("reading a NATS-Bench file needs nats_bench: pip install 'lswag[nats]'") from None
+    if dataset not in NATS_DATASETS:
+        problem = "needs dataset=" if dataset is None else f"has no dataset {dataset!r}"
+        raise LswagError(f"{path} {problem}; datasets: {', '.join(NATS_DATASETS)}")
+    try:
+        api = nats_bench.create(str(path), "topology", fast_mode=path.is_dir(), verbose=False)
+    except (OSError, ValueError, EOFError, pickle.UnpicklingError) as err:
+        raise LswagError(f"cannot read NATS-Bench file {path}: {err}") from None
+    source, fields, rows = f"{path} [{dataset}]", {}, []
+    for index in tqdm(range(len(api)), desc="NATS-Bench", unit="arch", leave=False):
+        try:
+            cells = {**api.get_more_info(index, dataset, hp="200", is_random=False),
+                     **api.get_cost_info(index, dataset, hp="200")}
+        except (KeyError, ValueError, OSError) as err:
+            raise LswagError(f"{source}: index {index}: no 200-epoch results: {err}") from None
+        cells = {name: value for name, value in cells.items() if _is_number(value)}
+        fields.update(dict.fromkeys(cells))
+        rows.append((f"index {index}", api.arch(index), cells))
+    return source, list(fields), rows
 
 
 def _read_json(path: Path, arch_column: str, dataset: str | None) -> _Rows:

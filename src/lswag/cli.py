@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from lswag import __version__, proxies, spaces
-from lswag.bench import BenchConfig, read_tables, run_bench, write_outputs
+from lswag.bench import EXECUTORS, BenchConfig, read_tables, run_bench, write_outputs
 from lswag.data import SOURCES
 from lswag.demo import run_demo
 from lswag.errors import LswagError
@@ -70,7 +70,8 @@ def _cmd_bench(args) -> None:
         image_size=args.image_size, gradient_draws=args.draws, options=_collect_options(args.option),
         dataset=args.dataset, arch_column=args.arch_column)
     start = time.perf_counter()
-    reports = run_bench(config, args.store, workers=args.workers)
+    reports = run_bench(config, args.store, workers=args.workers, executor=args.executor,
+                        ray_address=args.ray_address)
     wall = time.perf_counter() - start
     rows = sorted(reports, key=lambda r: (math.isnan(r.correlation.spearman), -r.correlation.spearman))
     n = rows[0].correlation.n if rows else 0
@@ -169,7 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--option", action="append", default=[], metavar="PROXY.KEY=VALUE",
                        help="a proxy option, e.g. l_swag.window=3-10 (repeatable)")
     bench.add_argument("--store", required=True, help="SQLite result store (created, or resumed)")
-    bench.add_argument("--workers", type=int, default=1, help="local worker processes")
+    bench.add_argument("--workers", type=int, default=1,
+                       help="parallel workers: local processes, or the CPUs of a local Ray instance")
+    bench.add_argument("--executor", choices=EXECUTORS, default="local",
+                       help="local processes, or Ray tasks (needs lswag[ray])")
+    bench.add_argument("--ray-address", help="join this Ray cluster ('auto', or HOST:PORT) instead of starting one")
     bench.add_argument("--out", help="folder for the correlation table (CSV), heatmap and rank scatters (PNG)")
     bench.set_defaults(run=_cmd_bench)
 
