@@ -410,3 +410,44 @@ def test_record_rejects_bad_needs_and_draws():
     for m in (0, 5):
         with pytest.raises(LswagError, match="gradient_draws"):
             probe.record(net, batch, {"draws"}, gradient_draws=m)
+
+
+# --------------------------------------------------------------------------- initialisations
+
+def test_initialise_draws_the_documented_distributions():
+    from lswag.probe import initialise
+    net = nn.Sequential(nn.Conv2d(64, 256, 3), nn.BatchNorm2d(256), nn.ReLU(), nn.Flatten(), nn.Linear(400, 500))
+    with torch.no_grad():
+        net[1].weight.fill_(3.0)
+    initialise(net, "kaiming", seed=1)
+    conv, linear = net[0].weight, net[4].weight
+    # He et al. fan-in: std sqrt(2 / (64*3*3)) and sqrt(2 / 400); ~150k and 200k draws each
+    assert abs(conv.std().item() / (2 / 576) ** 0.5 - 1) < 0.01 and abs(conv.mean().item()) < 1e-3
+    assert abs(linear.std().item() / (2 / 400) ** 0.5 - 1) < 0.01
+    assert not net[0].bias.detach().any() and bool((net[1].weight.detach() == 1).all())
+    initialise(net, "normal", seed=1)
+    assert abs(net[4].weight.std().item() - 1) < 0.01
+    again = copy.deepcopy(net)
+    initialise(again, "normal", seed=1)
+    assert torch.equal(again[0].weight, net[0].weight)                 # seeded: same draws
+    initialise(again, "normal", seed=2)
+    assert not torch.equal(again[0].weight, net[0].weight)
+    with pytest.raises(LswagError, match="unknown init 'xavier'; valid choices: given, kaiming, normal"):
+        initialise(net, "xavier", seed=0)
+
+
+def test_scoring_with_a_redrawn_init_leaves_the_model_alone():
+    from lswag import spaces
+    from lswag.data import load_batch
+    from lswag.probe import initialise
+    from lswag.scoring import evaluate
+    model = spaces.get("nb201").build(spaces.get("nb201").parse("13714"), num_classes=10, C=4, N=1, seed=0)
+    before = copy.deepcopy(model.state_dict())
+    batch = load_batch("gaussian", batch_size=8, image_size=(32, 32))
+    given = {r.name: r.value for r in evaluate(model, batch, ["synflow", "params", "zico"])}
+    kaiming = {r.name: r.value for r in evaluate(model, batch, ["synflow", "params", "zico"], init="kaiming", init_seed=3)}
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert kaiming["params"] == given["params"] and kaiming["synflow"] != given["synflow"]
+    redrawn = copy.deepcopy(model)
+    initialise(redrawn, "kaiming", seed=3)                               # what init= means: the same as this
+    assert {r.name: r.value for r in evaluate(redrawn, batch, ["synflow", "params", "zico"])} == kaiming

@@ -27,7 +27,8 @@ from tqdm import tqdm
 from lswag import __version__, plots, spaces
 from lswag.benchmarks import load_truth
 from lswag.data import Batch, load_batch
-from lswag.errors import LswagError
+from lswag.errors import LswagError, unknown_choice
+from lswag.probe import INITS
 from lswag.scoring import resolve_proxies, score_architecture, space_options
 from lswag.stats import Correlation, correlate
 from lswag.store import Store
@@ -47,6 +48,7 @@ class BenchConfig:
     batch_size: int = 64
     image_size: int | None = None          # default: the space's input size
     gradient_draws: int = 2
+    init: str = "given"                    # lswag.probe.INITS
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     dataset: str | None = None             # for truth files holding several datasets
     arch_column: str = "arch_str"
@@ -82,9 +84,9 @@ def _start_worker(space: str, batch: Batch, threads: int) -> None:
     _WORKER.update(space=space, batch=batch)
 
 
-def _score(arch: str, proxies: list[str], options: dict, seed: int, gradient_draws: int):
+def _score(arch: str, proxies: list[str], options: dict, seed: int, gradient_draws: int, init: str):
     _, _, results = score_architecture(_WORKER["space"], arch, proxies=proxies, seed=seed, batch=_WORKER["batch"],
-                                       options=options, gradient_draws=gradient_draws)
+                                       options=options, gradient_draws=gradient_draws, init=init)
     return arch, [(r.name, r.value, r.seconds) for r in results], peak_memory_mb()
 
 
@@ -175,6 +177,8 @@ def run_bench(config: BenchConfig, store_path, *, workers: int = 1, executor: st
         raise LswagError(f"workers must be at least 1, got {workers}")
     if executor not in EXECUTORS:
         raise LswagError(f"unknown executor {executor!r}; choose one of: {', '.join(EXECUTORS)}")
+    if config.init not in INITS:
+        raise unknown_choice("init", config.init, INITS)
     if ray_address and executor != "ray":
         raise LswagError("a Ray address needs --executor ray")
     space = spaces.get(config.space)
@@ -185,7 +189,7 @@ def run_bench(config: BenchConfig, store_path, *, workers: int = 1, executor: st
     image_size = config.image_size or space.input_shape[1:]
     batch = load_batch(config.data, batch_size=config.batch_size, seed=config.seed, image_size=image_size)
     common = {"lswag": __version__, "data": config.data, "batch_size": config.batch_size, "seed": config.seed,
-              "image_size": image_size, "gradient_draws": config.gradient_draws}
+              "image_size": image_size, "gradient_draws": config.gradient_draws, "init": config.init}
     settings = {name: {**common, "options": options.get(name, {})} for name in names}
     archs = [space.format(a) for a in sample_archs(truth.archs(), space, config.n, config.seed)]
 
@@ -194,7 +198,7 @@ def run_bench(config: BenchConfig, store_path, *, workers: int = 1, executor: st
         todo = [(arch, [n for n in names if arch not in done[n]]) for arch in archs]
         todo = [(arch, missing) for arch, missing in todo if missing]
         tasks = [(arch, missing, {n: options[n] for n in missing if n in options}, config.seed,
-                  config.gradient_draws) for arch, missing in todo]
+                  config.gradient_draws, config.init) for arch, missing in todo]
         if not tasks:
             results = iter(())
         elif executor == "ray":

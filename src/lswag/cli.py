@@ -15,6 +15,7 @@ from lswag.demo import run_demo
 from lswag.errors import LswagError
 from lswag.layers import analyse_layers, plot_profile
 from lswag.plots import heatmap
+from lswag.probe import INITS
 from lswag.proxies import Failure
 from lswag.scoring import parse_option, score_architecture
 
@@ -33,12 +34,13 @@ def _value_text(value) -> str:
 def _cmd_score(args) -> None:
     arch, options, results = score_architecture(
         args.space, args.arch, proxies=args.proxies, data=args.data, batch_size=args.batch_size,
-        seed=args.seed, download=args.download, options=_collect_options(args.option), gradient_draws=args.draws)
+        seed=args.seed, download=args.download, options=_collect_options(args.option), gradient_draws=args.draws,
+        init=args.init)
     space = spaces.get(args.space)
     if args.format == "json":
         print(json.dumps({
             "space": args.space, "arch": space.format(arch), "data": args.data,
-            "batch_size": args.batch_size, "seed": args.seed, "gradient_draws": args.draws,
+            "batch_size": args.batch_size, "seed": args.seed, "gradient_draws": args.draws, "init": args.init,
             "options": options, "lswag_version": __version__,
             "results": [{"proxy": r.name,
                          "value": None if r.failed else r.value,
@@ -67,7 +69,7 @@ def _cmd_bench(args) -> None:
     config = BenchConfig(
         space=args.space, truth=args.truth, metric=args.metric, n=args.n, seed=args.seed,
         proxies=tuple(args.proxies.split(",")), data=args.data, batch_size=args.batch_size,
-        image_size=args.image_size, gradient_draws=args.draws, options=_collect_options(args.option),
+        image_size=args.image_size, gradient_draws=args.draws, init=args.init, options=_collect_options(args.option),
         dataset=args.dataset, arch_column=args.arch_column)
     start = time.perf_counter()
     reports = run_bench(config, args.store, workers=args.workers, executor=args.executor,
@@ -139,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lswag {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    init_help = ("weights: given (the builder's, PyTorch default init), kaiming (N(0, 2/fan_in)) "
+                 "or normal (N(0, 1)), redrawn with --seed")
     data_help = f"input batch source: {', '.join(SOURCES)} (default digits, built in)"
     score = commands.add_parser("score", help="score one architecture with zero-cost proxies")
     score.add_argument("--space", default="nb201", help=f"search space ({', '.join(spaces.names())})")
@@ -149,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--batch-size", type=int, default=64)
     score.add_argument("--seed", type=int, default=0, help="seed of the batch and of the weights")
     score.add_argument("--draws", type=int, default=2, help="gradient draws M (batch split in M chunks)")
+    score.add_argument("--init", choices=INITS, default="given", help=init_help)
     score.add_argument("--option", action="append", default=[], metavar="PROXY.KEY=VALUE",
                        help="a proxy option, e.g. l_swag.window=3-10 (repeatable)")
     score.add_argument("--format", choices=("table", "json"), default="table")
@@ -167,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch-size", type=int, default=64)
     bench.add_argument("--image-size", type=int, help="input resolution (default: the space's)")
     bench.add_argument("--draws", type=int, default=2, help="gradient draws M (batch split in M chunks)")
+    bench.add_argument("--init", choices=INITS, default="given", help=init_help)
     bench.add_argument("--option", action="append", default=[], metavar="PROXY.KEY=VALUE",
                        help="a proxy option, e.g. l_swag.window=3-10 (repeatable)")
     bench.add_argument("--store", required=True, help="SQLite result store (created, or resumed)")

@@ -21,7 +21,8 @@ is left exactly as it was (parameters, buffers, train/eval mode, requires_grad, 
 execution order (recorded by hooks, not ``named_modules()`` order); a layer's depth percentile
 is ``ceil(10 * l / L)`` for the l-th of L layers (1-based), and the same rule places the sites.
 The network runs in train mode (BatchNorm uses batch statistics) with dropout and drop-path
-disabled, as zero-cost proxies are defined at initialisation.
+disabled, as zero-cost proxies are defined at initialisation. :func:`initialise` redraws a
+network's weights for the other initialisations of METHOD.md §1.
 """
 from __future__ import annotations
 
@@ -47,6 +48,9 @@ ACTIVATION_TYPES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU)
 PASS_OF_NEED = {"patterns": "patterns", "kernel": "patterns", "union": "patterns", "layer_outputs": "patterns",
                 "gradient": "gradient", "draws": "draws"}
 NEEDS = frozenset(PASS_OF_NEED)
+#: weight initialisations a network can be scored with (METHOD.md §1); "given" keeps its own weights
+INITS = ("given", "kaiming", "normal")
+NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 PERC_BINS = 10
 # Units are packed a block at a time so that a 224x224 feature map never needs an int64 copy.
 _UNIT_BLOCK = 1 << 16
@@ -194,6 +198,31 @@ def _private_copy(model: nn.Module) -> nn.Module:
     for parameter in clone.parameters():
         parameter.requires_grad_(True)
     return clone
+
+
+def initialise(net: nn.Module, init: str, seed: int) -> None:
+    """Redraw ``net``'s Conv/Linear weights in place: ``kaiming`` is N(0, 2/fan_in) (He et al.,
+    fan-in, ReLU gain), ``normal`` is N(0, 1); their biases become 0 and norm layers' affine
+    parameters 1 and 0. Draws come from a CPU generator seeded with ``seed``, in module order,
+    so the result is the same on every device. ``given`` leaves the weights as they are.
+    """
+    if init not in INITS:
+        raise unknown_choice("init", init, INITS)
+    if init == "given":
+        return
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, LAYER_TYPES):
+                weight = module.weight
+                std = math.sqrt(2.0 / weight[0].numel()) if init == "kaiming" else 1.0
+                weight.copy_(torch.randn(weight.shape, generator=generator, dtype=weight.dtype) * std)
+                if module.bias is not None:
+                    module.bias.zero_()
+            elif isinstance(module, NORM_TYPES) and getattr(module, "weight", None) is not None:
+                module.weight.fill_(1.0)
+                if module.bias is not None:
+                    module.bias.zero_()
 
 
 class _Recorder:

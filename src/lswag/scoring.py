@@ -1,6 +1,7 @@
 """Score a network with several proxies from shared passes: ``lswag.score(model, batch, proxies)``."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -9,7 +10,7 @@ import torch.nn as nn
 from lswag import probe, spaces
 from lswag import proxies as registry
 from lswag.data import Batch
-from lswag.errors import LswagError
+from lswag.errors import LswagError, unknown_choice
 from lswag.proxies import Failure
 from lswag.spaces import SearchSpace
 
@@ -32,13 +33,18 @@ class ProxyResult:
 
 def evaluate(model: nn.Module, batch: Batch, proxies: Iterable[str] | str = ("l_swag",), *,
              options: dict[str, dict[str, Any]] | None = None, gradient_draws: int = 2,
-             loss_fn: Callable | None = None, output: Callable | None = None) -> list[ProxyResult]:
+             loss_fn: Callable | None = None, output: Callable | None = None, init: str = "given",
+             init_seed: int = 0) -> list[ProxyResult]:
     """Run the probe once for all ``proxies`` and compute each; the model is not modified.
 
     ``proxies`` is a list of names, a comma-separated text or ``"all"``; ``options`` maps a proxy
-    name to its keyword options, e.g. ``{"l_swag": {"window": (3, 10)}}``.
+    name to its keyword options, e.g. ``{"l_swag": {"window": (3, 10)}}``. ``init`` other than
+    ``"given"`` scores the network with its weights redrawn (``kaiming`` or ``normal``, seeded by
+    ``init_seed``; :func:`lswag.probe.initialise`).
     """
     names = list(dict.fromkeys(resolve_proxies(proxies)))
+    if init not in probe.INITS:
+        raise unknown_choice("init", init, probe.INITS)
     options = options or {}
     for name in options:
         if name not in names:
@@ -47,6 +53,9 @@ def evaluate(model: nn.Module, batch: Batch, proxies: Iterable[str] | str = ("l_
     for name in names:
         registry.check_options(name, options.get(name, {}))
         needs |= registry.get(name).needs
+    if init != "given":  # every proxy (synflow and flops too) sees the redrawn weights; the user's stay
+        model = copy.deepcopy(model)
+        probe.initialise(model, init, init_seed)
     record = probe.record(model, batch, needs, gradient_draws=gradient_draws, loss_fn=loss_fn, output=output)
     results = []
     for name in names:
@@ -119,4 +128,4 @@ def score_architecture(space: str, arch, *, proxies: Iterable[str] | str = ("l_s
         batch = load_batch(data, batch_size=batch_size, seed=seed,
                            image_size=search_space.input_shape[1:], download=download)
     model = search_space.build(parsed, num_classes=batch.num_classes, seed=seed)
-    return parsed, used, evaluate(model, batch, names, options=used, **kwargs)
+    return parsed, used, evaluate(model, batch, names, options=used, init_seed=seed, **kwargs)
