@@ -16,6 +16,14 @@ is left exactly as it was (parameters, buffers, train/eval mode, requires_grad, 
 * ``gradient`` pass, forward + backward on the whole batch: each layer's weight gradient.
 * ``draws`` passes: the batch split into M chunks, zero_grad before each, one forward + backward
   per chunk: each layer's M gradient draws (ZiCo, L-SWAG).
+* ``fisher`` pass, forward + backward on the whole batch: for each layer, per output channel k,
+  ``½ mean_n (Σ_positions A ⊙ G)²_{n,k}`` with A the layer's own output (before any norm or
+  activation) and G = ∂L/∂A, summed over the layer's calls (the fisher proxy).
+* ``hessian`` pass, forward + two backward on the whole batch: g = ∂L/∂W of every layer, then
+  the Hessian-vector product H g = ∂(Σ_W stopgrad(g) · ∂L/∂W)/∂W (the grasp proxy).
+* ``jacobian`` pass, forward + backward on the whole batch with the input requiring grad: the
+  input Jacobian ``∂(Σ logits)/∂x``, one flattened row per sample (jacov, epe_nas), and the
+  width of the logits (their last axis).
 
 "Layers" are the weight-carrying modules (Conv1d/2d/3d, ConvTranspose, Linear) in forward
 execution order (recorded by hooks, not ``named_modules()`` order); a layer's depth percentile
@@ -46,7 +54,8 @@ LAYER_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
 ACTIVATION_TYPES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU)
 #: what a proxy can need -> the pass that records it
 PASS_OF_NEED = {"patterns": "patterns", "kernel": "patterns", "union": "patterns", "layer_outputs": "patterns",
-                "gradient": "gradient", "draws": "draws"}
+                "gradient": "gradient", "draws": "draws", "fisher": "fisher", "hessian": "hessian",
+                "input_jacobian": "jacobian"}
 NEEDS = frozenset(PASS_OF_NEED)
 #: weight initialisations a network can be scored with (METHOD.md §1); "given" keeps its own weights
 INITS = ("given", "kaiming", "normal")
@@ -69,6 +78,8 @@ class LayerRecord:
     gradient: torch.Tensor | None = None      # dL/dw on the whole batch
     gradient_draws: torch.Tensor | None = None  # (M, *weight.shape), one per batch chunk
     output_patterns: int | None = None        # Λ of the sign of its own output
+    fisher: torch.Tensor | None = None        # (C_out,) float64: Σ_calls ½ mean_n (Σ_pos A⊙G)² per channel
+    hessian_gradient: torch.Tensor | None = None  # H g, the Hessian-vector product, weight-shaped
     # proxies memoise statistics derived from the fields above (a record is read-only once built)
     derived: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -95,6 +106,8 @@ class Record:
     kernel: np.ndarray | None = None          # NWOT kernel, B x B, float64
     network_patterns: int | None = None       # distinct patterns over all sites' units together
     loss: float | None = None                 # loss of the whole-batch gradient pass
+    input_jacobian: torch.Tensor | None = None  # (B, D): ∂(Σ logits)/∂x, each sample's row flattened
+    output_width: int | None = None           # size of the logits' last axis (classes), jacobian pass
     seconds: dict[str, float] = field(default_factory=dict)  # wall time of each pass
 
     @property
@@ -239,6 +252,7 @@ class _Recorder:
         self.distinct_codes: list[torch.Tensor] = []
         self._site_of_tensor: dict[int, tuple[weakref.ref, int]] = {}
         self.recording_patterns = False
+        self.fisher: dict[str, torch.Tensor] = {}
 
     @contextlib.contextmanager
     def hooks(self, patterns: bool):
@@ -255,6 +269,42 @@ class _Recorder:
                 yield
             finally:
                 self._site_of_tensor.clear()
+
+    @contextlib.contextmanager
+    def fisher_hooks(self):
+        """Forward hooks on every layer that hook the gradient of its output (removed on exit).
+
+        The output is copied when recorded, so that an in-place operation after the layer (e.g.
+        ``ReLU(inplace=True)``) cannot change A; a tensor hook registered before such an operation
+        receives the gradient with respect to the value before it (PyTorch's documented rule).
+        """
+        self.fisher = {}
+        tensor_handles: list = []
+
+        def forward_hook(name):
+            def hook(module, inputs, output):
+                if not isinstance(output, torch.Tensor) or output.dim() < 2 or not output.requires_grad:
+                    return
+                activation = output.detach().clone()
+                channel_axis = -1 if isinstance(module, nn.Linear) else 1
+                tensor_handles.append(output.register_hook(
+                    lambda grad: self._add_fisher(name, activation, grad, channel_axis)))
+            return hook
+
+        with contextlib.ExitStack() as stack:
+            for name, module in self.layer_modules:
+                stack.callback(module.register_forward_hook(forward_hook(name)).remove)
+            try:
+                yield
+            finally:
+                for handle in tensor_handles:
+                    handle.remove()
+
+    def _add_fisher(self, name, activation, grad, channel_axis):
+        product = (activation * grad.detach()).movedim(channel_axis, 1)
+        per_sample = product.reshape(product.shape[0], product.shape[1], -1).sum(2)   # Σ over positions
+        delta = 0.5 * per_sample.to(torch.float64).pow(2).mean(0)
+        self.fisher[name] = delta if name not in self.fisher else self.fisher[name] + delta
 
     def _layer_pre_hook(self, name):
         def hook(module, inputs):
@@ -360,7 +410,86 @@ def record(model: nn.Module, batch: Batch, needs: Iterable[str], *, gradient_dra
                     draws.setdefault(name, []).append(_weight_grad(recorder.layer_info[name]["module"]))
         seconds["draws"] = time.perf_counter() - start
 
-    return _assemble(recorder, batch, gradients, draws, loss_value, seconds)
+    fisher: dict[str, torch.Tensor] | None = None
+    if "fisher" in passes:
+        start = time.perf_counter()
+        with recorder.hooks(patterns=False), recorder.fisher_hooks():
+            net.zero_grad(set_to_none=True)
+            loss = _loss(net, batch, loss_fn, output)
+            if loss.requires_grad:
+                loss.backward()
+            fisher = dict(recorder.fisher)
+        net.zero_grad(set_to_none=True)
+        seconds["fisher"] = time.perf_counter() - start
+
+    hessian: dict[str, torch.Tensor] = {}
+    if "hessian" in passes:
+        start = time.perf_counter()
+        with recorder.hooks(patterns=False):
+            loss = _loss(net, batch, loss_fn, output)
+        hessian = _hessian_gradient(loss, [(name, recorder.layer_info[name]["module"].weight)
+                                           for name in recorder.layer_order])
+        seconds["hessian"] = time.perf_counter() - start
+
+    jacobian = width = None
+    if "jacobian" in passes:
+        start = time.perf_counter()
+        jacobian, width = _input_jacobian(net, recorder, batch, output)
+        seconds["jacobian"] = time.perf_counter() - start
+
+    return _assemble(recorder, batch, gradients, draws, loss_value, seconds, fisher=fisher, hessian=hessian,
+                     jacobian=jacobian, width=width)
+
+
+def _hessian_gradient(loss: torch.Tensor, weights: list[tuple[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """H g for the layers' weights: g = ∂L/∂W (no graph), H g = ∂(Σ_W g · ∂L/∂W)/∂W.
+
+    H is the Hessian of the loss over the Conv/Linear weights only (other parameters are constants
+    here), as in GraSP/NAS-Bench-Suite-Zero. Weights the loss does not reach get zeros.
+    """
+    names = [name for name, _ in weights]
+    tensors = [weight for _, weight in weights]
+    zeros = {name: torch.zeros_like(weight) for name, weight in weights}
+    if not tensors or not loss.requires_grad:
+        return zeros
+    first = torch.autograd.grad(loss, tensors, create_graph=True, allow_unused=True)
+    dot = None
+    for grad in first:
+        if grad is not None:
+            term = (grad.detach() * grad).sum()
+            dot = term if dot is None else dot + term
+    if dot is None or not dot.requires_grad:     # the gradient does not depend on any weight
+        return zeros
+    second = torch.autograd.grad(dot, tensors, allow_unused=True)
+    return {name: zeros[name] if hv is None else hv.detach() for name, hv in zip(names, second)}
+
+
+def _input_jacobian(net, recorder: _Recorder, batch: Batch, output) -> tuple[torch.Tensor | None, int | None]:
+    """(B, D) rows ∂(Σ logits)/∂x_b, flattened per sample, and the logits' last-axis width.
+
+    The batch runs as a whole (train mode: BatchNorm couples the samples, so row b also holds the
+    other samples' outputs' dependence on x_b, as in NASLib's ``y.backward(ones_like(y))``). An
+    input that is not floating-point (token ids) has no Jacobian: (None, None), nothing is run.
+    """
+    if not batch.x.is_floating_point():
+        return None, None
+    x = batch.x.detach().clone().requires_grad_(True)
+    with recorder.hooks(patterns=False):
+        logits = (output or logits_of)(net(x))
+    width = int(logits.shape[-1]) if logits.dim() else 1
+    grad = None
+    if logits.requires_grad:
+        (grad,) = torch.autograd.grad(logits.sum(), x, allow_unused=True)
+    if grad is None:             # the output does not depend on the input
+        grad = torch.zeros_like(x)
+    return grad.detach().reshape(x.shape[0], -1), width
+
+
+def _out_channels(module: nn.Module) -> int:
+    """Output channels of a layer: Conv/Linear weights are (C_out, ...), ConvTranspose ones (C_in, C_out/g, ...)."""
+    if isinstance(module, nn.modules.conv._ConvTransposeNd):
+        return module.weight.shape[1] * module.groups
+    return module.weight.shape[0]
 
 
 def _weight_grad(module: nn.Module) -> torch.Tensor:
@@ -368,7 +497,8 @@ def _weight_grad(module: nn.Module) -> torch.Tensor:
     return torch.zeros_like(module.weight) if grad is None else grad.detach().clone()
 
 
-def _assemble(recorder: _Recorder, batch, gradients, draws, loss_value, seconds) -> Record:
+def _assemble(recorder: _Recorder, batch, gradients, draws, loss_value, seconds, *, fisher=None, hessian=None,
+              jacobian=None, width=None) -> Record:
     sites = [SiteRecord(name=s["name"], kind=s["kind"], units=s["units"], patterns=s["patterns"],
                         percentile=percentile(i + 1, len(recorder.sites)), finite=s["finite"])
              for i, s in enumerate(recorder.sites)]
@@ -386,10 +516,13 @@ def _assemble(recorder: _Recorder, batch, gradients, draws, loss_value, seconds)
             gradient=gradients.get(name),
             gradient_draws=torch.stack(draws[name]) if name in draws else None,
             output_patterns=info.get("output_patterns"),
+            fisher=None if fisher is None else fisher.get(name, torch.zeros(_out_channels(info["module"]),
+                                                                         dtype=torch.float64)),
+            hessian_gradient=(hessian or {}).get(name),
         ))
     return Record(
         batch=batch, layers=layers, sites=sites,
         kernel=None if recorder.kernel is None else recorder.kernel.cpu().numpy(),
         network_patterns=count_unique(torch.cat(recorder.distinct_codes)) if recorder.distinct_codes else None,
-        loss=loss_value, seconds=seconds,
+        loss=loss_value, seconds=seconds, input_jacobian=jacobian, output_width=width,
     )

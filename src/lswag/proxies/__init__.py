@@ -3,8 +3,9 @@
 Every proxy is registered with :func:`proxy`, declares which probe passes it needs (see
 :data:`lswag.probe.NEEDS`) and returns a float, or raises :class:`ProxyFailure` with a reason;
 :func:`compute` turns that, and any non-finite value, into a :class:`Failure`. No proxy returns a
-silent 0 or a sentinel such as -1e8. One module per family: ``gradient`` (grad_norm, snip, zico),
-``activation`` (nwot, swap), ``lswag`` (l_swag), ``synflow``, ``size`` (params, flops).
+silent 0 or a sentinel such as -1e8. One module per family: ``gradient`` (grad_norm, snip, plain,
+fisher, grasp, zico), ``jacobian`` (jacov, epe_nas), ``activation`` (nwot, swap), ``lswag``
+(l_swag), ``synflow``, ``size`` (params, flops, l2_norm).
 """
 from __future__ import annotations
 
@@ -102,4 +103,4 @@ def compute(name: str, record: Record, model: nn.Module, **options) -> tuple[flo
     return result, time.perf_counter() - start
 
 
-from lswag.proxies import activation, gradient, lswag, size, synflow  # noqa: E402,F401  (register)
+from lswag.proxies import activation, gradient, jacobian, lswag, size, synflow  # noqa: E402,F401  (register)

@@ -1,7 +1,9 @@
-"""Gradient proxies: grad_norm, snip, zico, and the per-layer gradient statistic L-SWAG shares.
+"""Gradient proxies: grad_norm, snip, plain, fisher, grasp, zico, and the per-layer gradient
+statistic L-SWAG shares.
 
-Weights of Conv/Linear layers only (NAS-Bench-Suite-Zero convention); ``grad_norm`` and ``snip``
-use the gradient of the loss on the whole batch, ``zico`` the M gradient draws of the probe.
+Weights of Conv/Linear layers only (NAS-Bench-Suite-Zero convention); ``grad_norm``, ``snip`` and
+``plain`` use the gradient of the loss on the whole batch, ``fisher`` the probe's per-channel
+activation-gradient sums, ``grasp`` its Hessian-vector product, ``zico`` its M gradient draws.
 """
 from __future__ import annotations
 
@@ -10,17 +12,18 @@ import math
 import torch
 
 from lswag.probe import LayerRecord, Record, all_finite
+from lswag.errors import unknown_choice
 from lswag.proxies import ProxyFailure, proxy
 
 
-def _require(record: Record, attribute: str) -> list[LayerRecord]:
+def _require(record: Record, attribute: str, what: str = "gradient") -> list[LayerRecord]:
     """The layers with ``attribute`` recorded; fails when there are none or one is NaN/inf."""
     layers = [layer for layer in record.layers if getattr(layer, attribute) is not None]
     if not layers:
         raise ProxyFailure("the network has no Conv or Linear layer")
     for layer in layers:
         if not all_finite(getattr(layer, attribute)):
-            raise ProxyFailure(f"non-finite gradient in layer {layer.name}")
+            raise ProxyFailure(f"non-finite {what} in layer {layer.name}")
     return layers
 
 
@@ -38,6 +41,63 @@ def grad_norm(record: Record, model) -> float:
 def snip(record: Record, model) -> float:
     """Σ |∂L/∂w ⊙ w| over Conv/Linear weights (SNIP, Lee et al. 2019; NAS-Bench-Suite-Zero)."""
     return sum(float((layer.gradient * layer.weight).abs().sum()) for layer in _require(record, "gradient"))
+
+
+@proxy("plain", needs={"gradient"})
+def plain(record: Record, model) -> float:
+    """Σ ∂L/∂w ⊙ w over Conv/Linear weights, signed (Mozer & Smolensky 1989; NAS-Bench-Suite-Zero's ``plain``).
+
+    The signed sum of snip's terms, from the same whole-batch gradient; as there, weights that
+    receive no gradient contribute 0.
+    """
+    return sum(float((layer.gradient.double() * layer.weight.double()).sum())
+               for layer in _require(record, "gradient"))
+
+
+FISHER_WEIGHTINGS = ("fan_in", "channel")
+
+
+def _check_fisher(weighting) -> None:
+    if weighting not in FISHER_WEIGHTINGS:
+        raise unknown_choice("fisher weighting", weighting, FISHER_WEIGHTINGS)
+
+
+@proxy("fisher", needs={"fisher"}, validate=_check_fisher)
+def fisher(record: Record, model, weighting: str = "fan_in") -> float:
+    """Σ_l m_l Σ_k |½ mean_n (Σ_pos A⊙G)²_{n,k}| per output channel k (Theis et al. 2018; Turner et al. 2020).
+
+    A is the layer's own output (Conv/Linear output, before BatchNorm or the activation), G = ∂L/∂A
+    on the whole batch, Σ_pos over the positions of channel k (H×W for a Conv2d, tokens for a
+    Linear on (B, T, C)), mean over the batch n; a layer called more than once adds each call's
+    term. This is NAS-Bench-Suite-Zero's ``fisher`` (NASLib ``compute_fisher_per_weight``: an
+    identity "dummy" wrapped around the layer's output, i.e. its pre-activation, whose backward
+    hook gives G; mode "channel"). NASLib then broadcasts each channel's value over the channel's
+    weights, ``weight.shape[1:]``, before summing, so its score multiplies layer l's term by
+    m_l = fan-in (C_in/groups · kernel elements; in-features for a Linear): that is the default,
+    ``weighting="fan_in"``. ``weighting="channel"`` uses m_l = 1, the plain per-channel sum of
+    METHOD.md §3. The |·| is kept from the reference; the squared terms are never negative.
+    """
+    _check_fisher(weighting)
+    total = 0.0
+    for layer in _require(record, "fisher", "Fisher information"):
+        channels = layer.fisher.numel()
+        multiplier = layer.weight.numel() // channels if weighting == "fan_in" else 1
+        total += multiplier * float(layer.fisher.abs().sum())
+    return total
+
+
+@proxy("grasp", needs={"hessian"})
+def grasp(record: Record, model) -> float:
+    """−Σ w ⊙ (H g) over Conv/Linear weights (GraSP, Wang et al. ICLR 2020; NAS-Bench-Suite-Zero's ``grasp``).
+
+    g = ∂L/∂W on the whole batch taken without a graph, then H g = ∂(Σ_W g · ∂L/∂W)/∂W, the
+    Hessian (over the Conv/Linear weights) times g, as NASLib's ``compute_grasp_per_weight``
+    (temperature T = 1, one iteration, its score −θ ⊙ Hg summed). NASLib runs the second gradient
+    on a second forward pass of the same batch; in train mode without dropout that is the same
+    graph, so the probe takes both from one forward pass.
+    """
+    return -sum(float((layer.hessian_gradient.double() * layer.weight.double()).sum())
+                for layer in _require(record, "hessian_gradient", "Hessian-vector product"))
 
 
 def gradient_statistic(layer: LayerRecord, numerator: str = "one") -> float | None:

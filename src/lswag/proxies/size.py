@@ -1,4 +1,5 @@
-"""Size proxies: #params and FLOPs, the baselines every zero-cost proxy must beat."""
+"""Size proxies: #params, FLOPs and the weights' l2_norm, the data-free baselines every zero-cost
+proxy must beat."""
 from __future__ import annotations
 
 import copy
@@ -6,7 +7,7 @@ import copy
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from lswag.probe import logits_of
+from lswag.probe import LAYER_TYPES, all_finite, logits_of
 from lswag.proxies import ProxyFailure, proxy
 
 
@@ -32,3 +33,23 @@ def flops(record, model) -> float:
     if total == 0:
         raise ProxyFailure("no convolution or matrix product was counted")
     return total / 2 / 1e6
+
+
+@proxy("l2_norm")
+def l2_norm(record, model) -> float:
+    """Σ_l ‖W_l‖_F over the Conv/Linear weights (``l2_norm`` of NAS-Bench-Suite-Zero, Krishnakumar et al. 2022).
+
+    Weights only (no bias, no norm layer), read from the model itself, so it needs no pass and
+    does not depend on the batch; as NASLib (``net.modules()``), every Conv/Linear module counts,
+    executed or not, each once however often it is called.
+    """
+    layers = [(name, module) for name, module in model.named_modules() if isinstance(module, LAYER_TYPES)]
+    if not layers:
+        raise ProxyFailure("the network has no Conv or Linear layer")
+    total = 0.0
+    for name, module in layers:
+        weight = module.weight.detach()
+        if weight.numel() and not all_finite(weight):
+            raise ProxyFailure(f"non-finite weight in layer {name}")
+        total += float(weight.double().norm())
+    return total
