@@ -105,6 +105,11 @@ def report(path: Path):
     for name in BASELINES:
         value, failures = rho(name)
         print(f"  {name:<10} rho={value:.3f}  failures={failures}")
+    default = tuple(lswag.spaces.get("nb201").proxy_defaults["l_swag"]["window"])
+    for pairing, product in itertools.product(PAIRINGS, PRODUCTS):
+        value, failures = rho(variant_name(default, pairing, product))
+        print(f"  l_swag NB201 window [{default[0]},{default[1]}] {pairing:<8} {product:<4} rho={value:.3f} "
+              f"failures={failures}")
     results = []
     for window, pairing, product in itertools.product(WINDOWS, PAIRINGS, PRODUCTS):
         value, failures = rho(variant_name(window, pairing, product))
