@@ -187,7 +187,9 @@ def test_score_table_one_row_per_proxy(capsys):
 
 
 def test_score_all_proxies(capsys):
-    _, rows = parse_table(run_main(capsys, "score", "--arch", "1601", "--proxies", "all", "--batch-size", "8"))
+    # 13714 has convolutions on every path (1601's cells pass their input through, which AZ-NAS's
+    # trainability rightly refuses)
+    _, rows = parse_table(run_main(capsys, "score", "--arch", "13714", "--proxies", "all", "--batch-size", "8"))
     assert sorted(rows) == proxies.names()
     for name, text in rows.items():
         assert not text.startswith("failed"), (name, text)

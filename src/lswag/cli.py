@@ -123,10 +123,11 @@ def _cmd_spaces(args) -> None:
 
 
 def _cmd_proxies(args) -> None:
+    width = max(map(len, proxies.names()))
     for name in proxies.names():
         entry = proxies.get(name)
         options = ", ".join(f"{k}={v!r}" for k, v in entry.defaults.items())
-        print(f"{name:<10} {entry.summary}" + (f"  [options: {options}]" if options else ""))
+        print(f"{name:<{width}}  {entry.summary}" + (f"  [options: {options}]" if options else ""))
 
 
 def _cmd_demo(args) -> None:

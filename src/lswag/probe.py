@@ -24,6 +24,14 @@ is left exactly as it was (parameters, buffers, train/eval mode, requires_grad, 
 * ``jacobian`` pass, forward + backward on the whole batch with the input requiring grad: the
   input Jacobian ``∂(Σ logits)/∂x``, one flattened row per sample (jacov, epe_nas), and the
   width of the logits (their last axis).
+* ``layer_kernels`` (in the ``patterns`` pass): for each layer, ln|det K_l| of the NWOT kernel of
+  its own output's sign (layer-wise NWOT, T-CET).
+* ``features`` pass (need ``blocks``), forward on the whole batch + one vector-Jacobian product per
+  pair of consecutive blocks: AZ-NAS's per-block statistics (:class:`BlockRecord`). The blocks are
+  the children of one container, found by :func:`block_container`.
+* ``ntk`` pass, forward + B backward on the whole batch: the empirical NTK Θ = G Gᵀ (B × B,
+  float64), row b of G the gradient of Σ_c logits[b, c] with respect to every parameter whose name
+  contains ``weight`` (TE-NAS).
 
 "Layers" are the weight-carrying modules (Conv1d/2d/3d, ConvTranspose, Linear) in forward
 execution order (recorded by hooks, not ``named_modules()`` order); a layer's depth percentile
@@ -54,8 +62,8 @@ LAYER_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
 ACTIVATION_TYPES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU)
 #: what a proxy can need -> the pass that records it
 PASS_OF_NEED = {"patterns": "patterns", "kernel": "patterns", "union": "patterns", "layer_outputs": "patterns",
-                "gradient": "gradient", "draws": "draws", "fisher": "fisher", "hessian": "hessian",
-                "input_jacobian": "jacobian"}
+                "layer_kernels": "patterns", "gradient": "gradient", "draws": "draws", "fisher": "fisher",
+                "hessian": "hessian", "input_jacobian": "jacobian", "blocks": "features", "ntk": "ntk"}
 NEEDS = frozenset(PASS_OF_NEED)
 #: weight initialisations a network can be scored with (METHOD.md §1); "given" keeps its own weights
 INITS = ("given", "kaiming", "normal")
@@ -63,6 +71,10 @@ NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 PERC_BINS = 10
 # Units are packed a block at a time so that a 224x224 feature map never needs an int64 copy.
 _UNIT_BLOCK = 1 << 16
+#: seed of the CPU generator that draws the ±1 output gradients of the ``features`` pass (AZ-NAS trainability)
+RADEMACHER_SEED = 0
+#: the constant AZ-NAS adds inside its logarithm of the eigenvalue shares
+ENTROPY_EPS = 1e-8
 
 
 @dataclass
@@ -80,6 +92,9 @@ class LayerRecord:
     output_patterns: int | None = None        # Λ of the sign of its own output
     fisher: torch.Tensor | None = None        # (C_out,) float64: Σ_calls ½ mean_n (Σ_pos A⊙G)² per channel
     hessian_gradient: torch.Tensor | None = None  # H g, the Hessian-vector product, weight-shaped
+    # ln|det K| of the NWOT kernel of its own output's sign (``layer_kernels``); -inf when K is singular,
+    # nan when the output held NaN/inf
+    output_logdet: float | None = None
     # proxies memoise statistics derived from the fields above (a record is read-only once built)
     derived: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -97,6 +112,28 @@ class SiteRecord:
 
 
 @dataclass
+class BlockRecord:
+    """One feature map of the ``features`` pass (AZ-NAS), in execution order.
+
+    ``entropy`` is AZ-NAS's expressivity of the map: the entropy −Σ_k p_k ln(p_k + 1e-8) of the
+    eigenvalue shares p = λ / Σλ of the channel covariance, samples being every (sample, position)
+    pair (positions: H×W of a 4-D map, tokens of a 3-D one, none of a 2-D one), float64, ddof 0.
+    ``gain`` is the spectral norm σ_max of M = G_inᵀ G_out / N, G_out a ±1 gradient drawn for this
+    map and G_in its vector-Jacobian product back to the previous map (rows aligned as described in
+    :func:`block_gain`); None for the first map, and when ``problem`` says why it could not be taken.
+    ``identity`` is True when G_in equals G_out exactly (the block passes the previous map through
+    unchanged), which AZ-NAS scores −inf.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    entropy: float
+    gain: float | None = None
+    identity: bool = False
+    problem: str | None = None
+
+
+@dataclass
 class Record:
     """What one probe recorded; proxies are functions of it (and of the model)."""
 
@@ -108,6 +145,9 @@ class Record:
     loss: float | None = None                 # loss of the whole-batch gradient pass
     input_jacobian: torch.Tensor | None = None  # (B, D): ∂(Σ logits)/∂x, each sample's row flattened
     output_width: int | None = None           # size of the logits' last axis (classes), jacobian pass
+    blocks: list[BlockRecord] | None = None   # ``features`` pass: the block feature maps, in execution order
+    block_container: str | None = None        # qualified name of the container whose children are the blocks
+    ntk: np.ndarray | None = None             # ``ntk`` pass: B x B float64 empirical NTK
     seconds: dict[str, float] = field(default_factory=dict)  # wall time of each pass
 
     @property
@@ -194,6 +234,15 @@ def all_finite(tensor: torch.Tensor) -> bool:
 
 def _binarised(output: torch.Tensor) -> torch.Tensor:
     return (output.detach() > 0).reshape(output.shape[0], -1)
+
+
+def _kernel_logdet(output: torch.Tensor) -> float:
+    """ln|det K| of the NWOT kernel of ``output > 0`` (B × units), or -inf when K is singular.
+
+    K is a sum of Gram matrices, so det K >= 0; a sign <= 0 from the LU factorisation means singular.
+    """
+    sign, logdet = np.linalg.slogdet(nwot_kernel(_binarised(output)).cpu().numpy())
+    return float(logdet) if sign > 0 else -math.inf
 
 
 def _private_copy(model: nn.Module) -> nn.Module:
@@ -322,6 +371,8 @@ class _Recorder:
             if "layer_outputs" in self.needs and "output_patterns" not in info and isinstance(output, torch.Tensor):
                 finite = all_finite(output)
                 info["output_patterns"] = count_unique(pack_patterns(_binarised(output))) if finite else None
+            if "layer_kernels" in self.needs and "output_logdet" not in info and isinstance(output, torch.Tensor):
+                info["output_logdet"] = _kernel_logdet(output) if all_finite(output) else math.nan
         return hook
 
     def _site_feeding(self, tensor) -> int | None:
@@ -437,8 +488,20 @@ def record(model: nn.Module, batch: Batch, needs: Iterable[str], *, gradient_dra
         jacobian, width = _input_jacobian(net, recorder, batch, output)
         seconds["jacobian"] = time.perf_counter() - start
 
+    blocks = container = None
+    if "features" in passes:
+        start = time.perf_counter()
+        blocks, container = _block_records(net, recorder, batch)
+        seconds["features"] = time.perf_counter() - start
+
+    ntk = None
+    if "ntk" in passes:
+        start = time.perf_counter()
+        ntk = _empirical_ntk(net, recorder, batch, output)
+        seconds["ntk"] = time.perf_counter() - start
+
     return _assemble(recorder, batch, gradients, draws, loss_value, seconds, fisher=fisher, hessian=hessian,
-                     jacobian=jacobian, width=width)
+                     jacobian=jacobian, width=width, blocks=blocks, container=container, ntk=ntk)
 
 
 def _hessian_gradient(loss: torch.Tensor, weights: list[tuple[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -485,6 +548,177 @@ def _input_jacobian(net, recorder: _Recorder, batch: Batch, output) -> tuple[tor
     return grad.detach().reshape(x.shape[0], -1), width
 
 
+def block_container(net: nn.Module) -> tuple[str, nn.Module] | None:
+    """The container whose children are AZ-NAS's blocks, as (qualified name, module), or None.
+
+    It is the shallowest ``nn.Sequential`` or ``nn.ModuleList`` with at least two children (depth =
+    number of name components, the model itself being 0); among equally shallow ones the one with
+    the most children, then the first in ``named_modules()`` order. On NB201's TinyNetwork it is
+    ``cells`` (stem, cells, lastact, pooling, classifier), on a ViT its list of transformer blocks,
+    on a plain ``nn.Sequential`` the model itself. A network built differently (e.g. torchvision's
+    ResNet, whose blocks sit in four stage containers) gets only the blocks of that one container.
+    """
+    best = None
+    for name, module in net.named_modules():
+        if isinstance(module, (nn.Sequential, nn.ModuleList)) and len(module) >= 2:
+            key = (name.count(".") + 1 if name else 0, -len(module))
+            if best is None or key < best[0]:
+                best = (key, name, module)
+    return None if best is None else (best[1], best[2])
+
+
+class _BlockCapture:
+    """Hooks that keep the feature maps of one container's children (removed on exit).
+
+    Each child call's tensor output (2-D or more, floating-point) is kept as it is and a clone is
+    handed on to the rest of the network, so that no later in-place operation can alter the kept map
+    or its place in the graph; when the container is not the model itself, the input of its first
+    call (the stem's output) is kept the same way.
+    """
+
+    def __init__(self, name: str, container: nn.Module, is_root: bool):
+        self.name, self.container, self.is_root = name, container, is_root
+        self.features: list[tuple[str, torch.Tensor]] = []
+
+    @staticmethod
+    def _usable(tensor) -> bool:
+        return isinstance(tensor, torch.Tensor) and tensor.dim() >= 2 and tensor.is_floating_point()
+
+    @contextlib.contextmanager
+    def hooks(self):
+        self.features = []
+        with contextlib.ExitStack() as stack:
+            for child_name, child in self.container.named_children():
+                qualified = f"{self.name}.{child_name}" if self.name else child_name
+                if not self.is_root:
+                    stack.callback(child.register_forward_pre_hook(self._pre_hook(qualified)).remove)
+                stack.callback(child.register_forward_hook(self._post_hook(qualified)).remove)
+            yield
+
+    def _pre_hook(self, qualified):
+        def hook(module, inputs):
+            if self.features or not inputs or not self._usable(inputs[0]):
+                return None
+            self.features.append((f"input of {qualified}", inputs[0]))
+            return (inputs[0].clone(), *inputs[1:])
+        return hook
+
+    def _post_hook(self, qualified):
+        def hook(module, inputs, output):
+            if not self._usable(output):
+                return None
+            self.features.append((qualified, output))
+            return output.clone()
+        return hook
+
+
+def _rows(tensor: torch.Tensor) -> torch.Tensor:
+    """(samples, channels): a 4-D or 5-D map (B, C, *positions) gives B·positions rows of C, a 3-D
+    one (B, T, C) B·T rows of C (the token convention), a 2-D one its B rows."""
+    if tensor.dim() >= 4:
+        return tensor.movedim(1, -1).reshape(-1, tensor.shape[1])
+    if tensor.dim() == 3:
+        return tensor.reshape(-1, tensor.shape[-1])
+    return tensor.reshape(tensor.shape[0], -1)
+
+
+def feature_entropy(feature: torch.Tensor) -> float:
+    """AZ-NAS expressivity of one map: −Σ_k p_k ln(p_k + 1e-8), p = λ / Σλ, λ the eigenvalues of the
+    channel covariance (rows of :func:`_rows`, mean-centred, divided by the number of rows), float64.
+    NaN when the map holds NaN/inf or is constant (Σλ = 0)."""
+    rows = _rows(feature.detach()).to(torch.float64)
+    if not all_finite(rows):
+        return math.nan
+    rows = rows - rows.mean(dim=0, keepdim=True)
+    eigenvalues = torch.linalg.eigvalsh(rows.T @ rows / rows.shape[0])
+    shares = eigenvalues / eigenvalues.sum()
+    return float(-(shares * torch.log(shares + ENTROPY_EPS)).sum())
+
+
+def block_gain(g_in: torch.Tensor, g_out: torch.Tensor) -> tuple[float | None, str | None]:
+    """(σ_max of G_inᵀ G_out / N, None), or (None, why) when the two maps cannot be aligned.
+
+    Rows as :func:`_rows`. Two 4-D maps of different resolution are aligned as AZ-NAS does: the
+    larger gradient is pixel-unshuffled by the integer stride s = H_in / H_out (C_in·s² channels);
+    two 3-D maps need the same number of tokens. Maps of different rank (e.g. around a Flatten)
+    are compared per sample, each flattened (N = B) -- an lswag extension, AZ-NAS has only 4-D maps.
+    """
+    if g_in.dim() == g_out.dim() >= 4:
+        if g_in.shape[2:] != g_out.shape[2:]:
+            if g_in.dim() != 4:
+                return None, f"cannot align maps of shapes {tuple(g_in.shape)} and {tuple(g_out.shape)}"
+            (h_in, w_in), (h_out, w_out) = g_in.shape[2:], g_out.shape[2:]
+            stride = h_in // h_out if h_out else 0
+            if stride < 1 or h_in != stride * h_out or w_in != stride * w_out:
+                return None, f"cannot align a {h_in}x{w_in} map with a {h_out}x{w_out} one"
+            g_in = F.pixel_unshuffle(g_in, stride)
+        rows_in, rows_out = _rows(g_in), _rows(g_out)
+    elif g_in.dim() == g_out.dim() == 3:
+        if g_in.shape[1] != g_out.shape[1]:
+            return None, f"cannot align {g_in.shape[1]} tokens with {g_out.shape[1]}"
+        rows_in, rows_out = _rows(g_in), _rows(g_out)
+    else:                               # 2-D maps, or maps of different rank: one row per sample
+        rows_in, rows_out = g_in.reshape(g_in.shape[0], -1), g_out.reshape(g_out.shape[0], -1)
+    matrix = rows_in.to(torch.float64).T @ rows_out.to(torch.float64) / rows_out.shape[0]
+    if not all_finite(matrix):
+        return math.nan, None
+    return float(torch.linalg.matrix_norm(matrix, ord=2)), None
+
+
+def _block_records(net, recorder: _Recorder, batch: Batch) -> tuple[list[BlockRecord], str | None]:
+    """The ``features`` pass: one forward of the batch with the block maps kept, their entropies, then
+    for each pair of consecutive maps (last pair first, as AZ-NAS) a ±1 gradient G_out drawn for the
+    later map from a CPU generator seeded with :data:`RADEMACHER_SEED` (``randint(0, 2) * 2 − 1``)
+    and its vector-Jacobian product G_in = ∂⟨map_i, G_out⟩/∂map_{i−1}; a map the later one does not
+    depend on gets G_in = 0."""
+    found = block_container(net)
+    if found is None:
+        return [], None
+    name, container = found
+    capture = _BlockCapture(name, container, is_root=container is net)
+    with recorder.hooks(patterns=False), capture.hooks():
+        net(batch.x)
+    features = capture.features
+    blocks = [BlockRecord(name=n, shape=tuple(t.shape), entropy=feature_entropy(t)) for n, t in features]
+    generator = torch.Generator().manual_seed(RADEMACHER_SEED)
+    for i in reversed(range(1, len(features))):
+        f_in, f_out = features[i - 1][1], features[i][1]
+        g_out = (torch.randint(0, 2, f_out.shape, generator=generator) * 2 - 1).to(f_out.dtype).to(f_out.device)
+        g_in = None
+        if f_out.requires_grad and f_in.requires_grad:
+            (g_in,) = torch.autograd.grad(f_out, f_in, g_out, retain_graph=True, allow_unused=True)
+        if g_in is None:
+            g_in = torch.zeros_like(f_in)
+        if g_in.shape == g_out.shape and torch.equal(g_in, g_out):
+            blocks[i].identity = True
+            continue
+        blocks[i].gain, blocks[i].problem = block_gain(g_in.detach(), g_out)
+    return blocks, name
+
+
+def _empirical_ntk(net, recorder: _Recorder, batch: Batch, output) -> np.ndarray:
+    """Θ = G Gᵀ (B × B, float64): row b of G is ∂(Σ_c logits[b, c])/∂θ over the parameters whose
+    name contains ``weight`` (TE-NAS's ``get_ntk_n``: Conv, Linear and norm-layer scales), one
+    backward per sample through the whole-batch forward (train mode: BatchNorm couples the samples).
+    G is held in the parameters' dtype (B × #weights); the products are summed in float64."""
+    params = [p for n, p in net.named_parameters() if "weight" in n and p.requires_grad]
+    with recorder.hooks(patterns=False):
+        logits = (output or logits_of)(net(batch.x))
+    size = len(batch)
+    if not params or not logits.requires_grad:
+        return np.zeros((size, size))
+    rows = []
+    for b in range(size):
+        grads = torch.autograd.grad(logits[b].sum(), params, retain_graph=b < size - 1, allow_unused=True)
+        rows.append(torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(params, grads)]))
+    stacked = torch.stack(rows)
+    kernel = torch.zeros(size, size, dtype=torch.float64, device=stacked.device)
+    for c0 in range(0, stacked.shape[1], _UNIT_BLOCK * 16):
+        chunk = stacked[:, c0:c0 + _UNIT_BLOCK * 16].to(torch.float64)
+        kernel += chunk @ chunk.T
+    return kernel.cpu().numpy()
+
+
 def _out_channels(module: nn.Module) -> int:
     """Output channels of a layer: Conv/Linear weights are (C_out, ...), ConvTranspose ones (C_in, C_out/g, ...)."""
     if isinstance(module, nn.modules.conv._ConvTransposeNd):
@@ -498,7 +732,7 @@ def _weight_grad(module: nn.Module) -> torch.Tensor:
 
 
 def _assemble(recorder: _Recorder, batch, gradients, draws, loss_value, seconds, *, fisher=None, hessian=None,
-              jacobian=None, width=None) -> Record:
+              jacobian=None, width=None, blocks=None, container=None, ntk=None) -> Record:
     sites = [SiteRecord(name=s["name"], kind=s["kind"], units=s["units"], patterns=s["patterns"],
                         percentile=percentile(i + 1, len(recorder.sites)), finite=s["finite"])
              for i, s in enumerate(recorder.sites)]
@@ -516,6 +750,7 @@ def _assemble(recorder: _Recorder, batch, gradients, draws, loss_value, seconds,
             gradient=gradients.get(name),
             gradient_draws=torch.stack(draws[name]) if name in draws else None,
             output_patterns=info.get("output_patterns"),
+            output_logdet=info.get("output_logdet"),
             fisher=None if fisher is None else fisher.get(name, torch.zeros(_out_channels(info["module"]),
                                                                          dtype=torch.float64)),
             hessian_gradient=(hessian or {}).get(name),
@@ -525,4 +760,5 @@ def _assemble(recorder: _Recorder, batch, gradients, draws, loss_value, seconds,
         kernel=None if recorder.kernel is None else recorder.kernel.cpu().numpy(),
         network_patterns=count_unique(torch.cat(recorder.distinct_codes)) if recorder.distinct_codes else None,
         loss=loss_value, seconds=seconds, input_jacobian=jacobian, output_width=width,
+        blocks=blocks, block_container=container, ntk=ntk,
     )

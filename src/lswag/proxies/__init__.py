@@ -4,8 +4,10 @@ Every proxy is registered with :func:`proxy`, declares which probe passes it nee
 :data:`lswag.probe.NEEDS`) and returns a float, or raises :class:`ProxyFailure` with a reason;
 :func:`compute` turns that, and any non-finite value, into a :class:`Failure`. No proxy returns a
 silent 0 or a sentinel such as -1e8. One module per family: ``gradient`` (grad_norm, snip, plain,
-fisher, grasp, zico), ``jacobian`` (jacov, epe_nas), ``activation`` (nwot, swap), ``lswag``
-(l_swag), ``synflow``, ``size`` (params, flops, l2_norm).
+fisher, grasp, zico), ``jacobian`` (jacov, epe_nas), ``activation`` (nwot, swap, reg_swap), ``lswag``
+(l_swag), ``synflow``, ``size`` (params, flops, l2_norm), ``zen``, ``tcet``, and the per-network
+components of the pool ensembles of :mod:`lswag.ensembles`: ``aznas`` (az_expressivity,
+az_progressivity, az_trainability, az_complexity) and ``tenas`` (te_ntk_cond, te_linear_regions).
 """
 from __future__ import annotations
 
@@ -103,4 +105,5 @@ def compute(name: str, record: Record, model: nn.Module, **options) -> tuple[flo
     return result, time.perf_counter() - start
 
 
-from lswag.proxies import activation, gradient, jacobian, lswag, size, synflow  # noqa: E402,F401  (register)
+from lswag.proxies import (activation, aznas, gradient, jacobian, lswag, size, synflow, tcet,  # noqa: E402,F401
+                           tenas, zen)  # (register)

@@ -1,14 +1,16 @@
-"""Activation-pattern proxies: nwot and swap (gradient-free; ReLU and GELU networks alike).
+"""Activation-pattern proxies: nwot, swap and reg_swap (gradient-free; ReLU and GELU networks alike).
 
 Both binarise activation-site outputs at 0 (``out > 0``), which is ``input > 0`` for ReLU, ReLU6,
 LeakyReLU, GELU and SiLU, so GELU networks get the same treatment as ReLU ones.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from lswag.probe import Record
-from lswag.errors import unknown_choice
+from lswag.errors import LswagError, unknown_choice
 from lswag.proxies import ProxyFailure, proxy
 
 
@@ -58,3 +60,49 @@ def swap(record: Record, model, level: str = "network") -> float:
     if level == "layers":
         return float(sum(site.patterns for site in record.sites))
     return float(record.network_patterns)
+
+
+#: reg_swap defaults, in thousands of parameters (see :func:`reg_swap`)
+REG_SWAP_MU = 1500.0
+REG_SWAP_SIGMA = 1.0e6
+
+
+def _check_reg_swap(mu, sigma) -> None:
+    for key, value in (("mu", mu), ("sigma", sigma)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise LswagError(f"reg_swap {key} must be a finite number, got {value!r}")
+    if sigma <= 0:
+        raise LswagError(f"reg_swap sigma must be > 0 (it divides (P - mu)^2), got {sigma!r}")
+
+
+def parameters_in_thousands(model) -> float:
+    """#parameters / 1e3, every parameter except those whose name contains ``auxiliary`` (SWAP's ``count_parameters``)."""
+    return sum(p.numel() for name, p in model.named_parameters() if "auxiliary" not in name) / 1e3
+
+
+@proxy("reg_swap", needs={"union"}, validate=_check_reg_swap)
+def reg_swap(record: Record, model, mu: float = REG_SWAP_MU, sigma: float = REG_SWAP_SIGMA) -> float:
+    """swap · exp(−(P − μ)² / σ), P = #parameters in thousands (regularised SWAP, Peng et al. ICLR 2024).
+
+    ``swap`` is the network-level SWAP of this module (distinct sample-wise patterns over the units
+    of every activation site, on the probe's batch). P counts every parameter (BN affine included)
+    except names containing ``auxiliary``, divided by 1e3, as SWAP's ``cal_regular_factor``. μ is in
+    thousands of parameters and σ in (thousands of parameters)²: σ divides the squared distance and
+    is not squared itself, as in SWAP's code (not a Gaussian's 2σ²).
+
+    μ and σ pick the model size the score prefers, so they belong to a search space. The SWAP paper
+    sets them per space; its values could not be checked from the sources available here, so the
+    defaults are lswag's own, for NB201/CIFAR-10 (C=16, N=5; 73 K to 1,532 K parameters, median
+    344 K): μ = 1500 (near the largest cell, as accuracy grows with size there) and σ = 10⁶, which
+    keeps the factor between about e^-2 and 1 over that range. Set both for any other space (AutoFormer-
+    Small's ~23,000 K parameters give a factor of e^-462 with the defaults). Fails instead of
+    returning 0 when the factor underflows to 0.
+    """
+    _check_reg_swap(mu, sigma)
+    require_sites(record)
+    size = parameters_in_thousands(model)
+    factor = math.exp(-((size - mu) ** 2) / sigma)
+    if factor == 0.0:
+        raise ProxyFailure(f"the regularisation factor exp(-(P - mu)^2 / sigma) underflows to 0 for P = {size:g} K, "
+                           f"mu = {mu:g}, sigma = {sigma:g}; set mu and sigma for this search space")
+    return float(record.network_patterns) * factor

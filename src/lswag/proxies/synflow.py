@@ -27,19 +27,30 @@ def _without_batchnorm(model: nn.Module) -> nn.Module:
     return clone
 
 
-@proxy("synflow")
-def synflow(record, model) -> float:
-    """ln Σ |w ⊙ ∂R/∂w|, R = Σ f(1) of the BN-free |w| network in float64 (SynFlow; NAS-Bench-Suite-Zero)."""
+def synflow_saliency(model: nn.Module, input_shape, device=None) -> dict[str, torch.Tensor]:
+    """Per-weight SynFlow saliency |w ⊙ ∂R/∂w| of every Conv/Linear layer the output depends on.
+
+    On a copy of ``model`` with BatchNorm removed, |parameters|, float64, eval mode; R = Σ f(1) for an
+    all-ones input of shape (1, *input_shape). Keys are the layers' qualified module names; a layer
+    that receives no gradient is absent.
+    """
     net = _without_batchnorm(model).double().eval()
     with torch.no_grad():
         for parameter in net.parameters():
             parameter.abs_()
     for parameter in net.parameters():
         parameter.requires_grad_(True)
-    ones = torch.ones((1, *record.batch.x.shape[1:]), dtype=torch.float64, device=record.batch.x.device)
+    ones = torch.ones((1, *input_shape), dtype=torch.float64, device=device)
     logits_of(net(ones)).sum().backward()
-    total = sum(float((m.weight.detach() * m.weight.grad).abs().sum())
-                for m in net.modules() if isinstance(m, LAYER_TYPES) and m.weight.grad is not None)
+    return {name: (m.weight.detach() * m.weight.grad).abs()
+            for name, m in net.named_modules() if isinstance(m, LAYER_TYPES) and m.weight.grad is not None}
+
+
+@proxy("synflow")
+def synflow(record, model) -> float:
+    """ln Σ |w ⊙ ∂R/∂w|, R = Σ f(1) of the BN-free |w| network in float64 (SynFlow; NAS-Bench-Suite-Zero)."""
+    saliency = synflow_saliency(model, record.batch.x.shape[1:], record.batch.x.device)
+    total = sum(float(s.sum()) for s in saliency.values())
     if total == 0:
         raise ProxyFailure("synflow is 0: the output does not depend on any Conv/Linear weight")
     return math.log(total)
