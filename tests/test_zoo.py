@@ -18,6 +18,7 @@ import torch.nn.functional as F
 import lswag
 from lswag import probe, proxies
 from lswag.data import Batch
+from lswag.errors import LswagError
 from lswag.proxies import Failure
 
 NEW = ("plain", "l2_norm", "fisher", "grasp", "jacov", "epe_nas")
@@ -426,3 +427,33 @@ def test_user_model_left_exactly_as_it_was():
     assert list(model[4]._forward_hooks) == [handle.id] and calls == []
     assert all(not m._backward_hooks and not m._forward_pre_hooks for m in model.modules())
     assert torch.equal(batch.x, x) and not batch.x.requires_grad
+
+
+def test_every_proxy_takes_the_output_picker_of_a_tuple_model():
+    # proxies that run their own copy (synflow, flops, zen, tcet) must pick the logits as the probe does
+    from lswag.scoring import evaluate
+
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                                          nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                                          nn.AdaptiveAvgPool2d(1), nn.Flatten())
+            self.head, self.aux = nn.Linear(4, 10), nn.Linear(4, 10)
+
+        def forward(self, x):
+            features = self.features(x)
+            return self.aux(features), self.head(features)
+
+    torch.manual_seed(0)
+    model = TwoHeads()
+    batch = Batch(x=torch.randn(8, 3, 8, 8), y=torch.arange(8) % 10, num_classes=10, source="test")
+    with pytest.raises(LswagError, match="returned a tuple of 2"):
+        evaluate(model, batch, ["synflow"])
+    results = evaluate(model, batch, "all", output=lambda out: out[1])
+    assert not [r for r in results if r.failed and "logits" in r.value.reason]
+    single = nn.Sequential(model.features, model.head)           # the same network, one head
+    expected = {r.name: r.value for r in evaluate(single, batch, ["synflow", "flops", "zen"])}
+    got = {r.name: r.value for r in results}
+    assert got["synflow"] == pytest.approx(expected["synflow"]) and got["zen"] == pytest.approx(expected["zen"])
+    assert got["flops"] == pytest.approx(expected["flops"] + 40 / 1e6)   # the aux head's 4x10 MACs

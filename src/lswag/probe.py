@@ -149,6 +149,13 @@ class Record:
     block_container: str | None = None        # qualified name of the container whose children are the blocks
     ntk: np.ndarray | None = None             # ``ntk`` pass: B x B float64 empirical NTK
     seconds: dict[str, float] = field(default_factory=dict)  # wall time of each pass
+    #: the ``output`` callable given to :func:`record`, if any (see :meth:`logits`)
+    pick_logits: Callable | None = field(default=None, repr=False, compare=False)
+
+    def logits(self, output) -> torch.Tensor:
+        """The logits in a model output, picked as the probe picked them; proxies that run their
+        own copy of the model (synflow, flops, zen) go through this too."""
+        return (self.pick_logits or logits_of)(output)
 
     @property
     def num_draws(self) -> int:
@@ -500,7 +507,8 @@ def record(model: nn.Module, batch: Batch, needs: Iterable[str], *, gradient_dra
         ntk = _empirical_ntk(net, recorder, batch, output)
         seconds["ntk"] = time.perf_counter() - start
 
-    return _assemble(recorder, batch, gradients, draws, loss_value, seconds, fisher=fisher, hessian=hessian,
+    return _assemble(recorder, batch, gradients, draws, loss_value, seconds, output, fisher=fisher,
+                     hessian=hessian,
                      jacobian=jacobian, width=width, blocks=blocks, container=container, ntk=ntk)
 
 
@@ -731,7 +739,8 @@ def _weight_grad(module: nn.Module) -> torch.Tensor:
     return torch.zeros_like(module.weight) if grad is None else grad.detach().clone()
 
 
-def _assemble(recorder: _Recorder, batch, gradients, draws, loss_value, seconds, *, fisher=None, hessian=None,
+def _assemble(recorder: _Recorder, batch, gradients, draws, loss_value, seconds, pick_logits, *, fisher=None,
+              hessian=None,
               jacobian=None, width=None, blocks=None, container=None, ntk=None) -> Record:
     sites = [SiteRecord(name=s["name"], kind=s["kind"], units=s["units"], patterns=s["patterns"],
                         percentile=percentile(i + 1, len(recorder.sites)), finite=s["finite"])
@@ -759,6 +768,6 @@ def _assemble(recorder: _Recorder, batch, gradients, draws, loss_value, seconds,
         batch=batch, layers=layers, sites=sites,
         kernel=None if recorder.kernel is None else recorder.kernel.cpu().numpy(),
         network_patterns=count_unique(torch.cat(recorder.distinct_codes)) if recorder.distinct_codes else None,
-        loss=loss_value, seconds=seconds, input_jacobian=jacobian, output_width=width,
+        loss=loss_value, seconds=seconds, input_jacobian=jacobian, output_width=width, pick_logits=pick_logits,
         blocks=blocks, block_container=container, ntk=ntk,
     )

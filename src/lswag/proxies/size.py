@@ -7,7 +7,7 @@ import copy
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from lswag.probe import LAYER_TYPES, all_finite, logits_of
+from lswag.probe import LAYER_TYPES, all_finite
 from lswag.proxies import ProxyFailure, proxy
 
 
@@ -28,7 +28,7 @@ def flops(record, model) -> float:
     net = copy.deepcopy(model).eval()
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
-        logits_of(net(record.batch.x[:1]))
+        record.logits(net(record.batch.x[:1]))
     total = counter.get_total_flops()
     if total == 0:
         raise ProxyFailure("no convolution or matrix product was counted")

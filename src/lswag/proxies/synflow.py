@@ -27,7 +27,7 @@ def _without_batchnorm(model: nn.Module) -> nn.Module:
     return clone
 
 
-def synflow_saliency(model: nn.Module, input_shape, device=None) -> dict[str, torch.Tensor]:
+def synflow_saliency(model: nn.Module, input_shape, device=None, pick_logits=logits_of) -> dict[str, torch.Tensor]:
     """Per-weight SynFlow saliency |w ⊙ ∂R/∂w| of every Conv/Linear layer the output depends on.
 
     On a copy of ``model`` with BatchNorm removed, |parameters|, float64, eval mode; R = Σ f(1) for an
@@ -41,7 +41,7 @@ def synflow_saliency(model: nn.Module, input_shape, device=None) -> dict[str, to
     for parameter in net.parameters():
         parameter.requires_grad_(True)
     ones = torch.ones((1, *input_shape), dtype=torch.float64, device=device)
-    logits_of(net(ones)).sum().backward()
+    pick_logits(net(ones)).sum().backward()
     return {name: (m.weight.detach() * m.weight.grad).abs()
             for name, m in net.named_modules() if isinstance(m, LAYER_TYPES) and m.weight.grad is not None}
 
@@ -49,7 +49,7 @@ def synflow_saliency(model: nn.Module, input_shape, device=None) -> dict[str, to
 @proxy("synflow")
 def synflow(record, model) -> float:
     """ln Σ |w ⊙ ∂R/∂w|, R = Σ f(1) of the BN-free |w| network in float64 (SynFlow; NAS-Bench-Suite-Zero)."""
-    saliency = synflow_saliency(model, record.batch.x.shape[1:], record.batch.x.device)
+    saliency = synflow_saliency(model, record.batch.x.shape[1:], record.batch.x.device, record.logits)
     total = sum(float(s.sum()) for s in saliency.values())
     if total == 0:
         raise ProxyFailure("synflow is 0: the output does not depend on any Conv/Linear weight")

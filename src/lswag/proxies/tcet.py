@@ -46,7 +46,7 @@ def tcet(record: Record, model) -> float:
                    if layer.output_logdet is not None and math.isnan(layer.output_logdet)), None)
     if broken is not None:
         raise ProxyFailure(f"non-finite output of layer {broken}")
-    saliency = synflow_saliency(model, record.batch.x.shape[1:], record.batch.x.device)
+    saliency = synflow_saliency(model, record.batch.x.shape[1:], record.batch.x.device, record.logits)
     pairs = [(layer.output_logdet, saliency[layer.name]) for layer in record.layers
              if layer.output_logdet is not None and layer.name in saliency]
     if not pairs:

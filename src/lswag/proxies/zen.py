@@ -97,7 +97,7 @@ def _batch_variance_hooks(layers, into: list):
 
 
 def zen_score(net: nn.Module, x: torch.Tensor, noise: torch.Tensor, *, mixup_gamma: float = 1e-2,
-              bn_statistic: str = "running", feature: str = "auto") -> float:
+              bn_statistic: str = "running", feature: str = "auto", pick_logits=logits_of) -> float:
     """One Zen-score of ``net`` as it is (no re-initialisation): ln Δ + Σ_BN ln sqrt(mean σ²).
 
     ``net`` runs in its current mode on ``x`` and then on ``x + mixup_gamma * noise`` (two forwards,
@@ -115,7 +115,7 @@ def zen_score(net: nn.Module, x: torch.Tensor, noise: torch.Tensor, *, mixup_gam
         for k, inputs in enumerate((x, x + mixup_gamma * noise)):
             hooks = _batch_variance_hooks(layers, batch_variances) if k == 0 else contextlib.nullcontext()
             with finder.hooks(), hooks:
-                logits = logits_of(net(inputs))
+                logits = pick_logits(net(inputs))
             features.append(finder.at_classifier if feature == "auto" and finder.found else logits.detach())
     first, second = features
     if not (all_finite(first) and all_finite(second)):
@@ -191,5 +191,5 @@ def zen(record, model, repeats: int = 1, mixup_gamma: float = 1e-2, bn_statistic
             layer.reset_running_stats()
         initialise(net, "normal", weight_seed)
         scores.append(zen_score(net, inputs, noise, mixup_gamma=mixup_gamma, bn_statistic=bn_statistic,
-                                feature=feature))
+                                feature=feature, pick_logits=record.logits))
     return float(np.mean(scores))
