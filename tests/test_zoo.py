@@ -457,3 +457,24 @@ def test_every_proxy_takes_the_output_picker_of_a_tuple_model():
     got = {r.name: r.value for r in results}
     assert got["synflow"] == pytest.approx(expected["synflow"]) and got["zen"] == pytest.approx(expected["zen"])
     assert got["flops"] == pytest.approx(expected["flops"] + 40 / 1e6)   # the aux head's 4x10 MACs
+
+
+def test_functional_activations_are_sites_when_there_is_no_activation_module():
+    class Functional(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.c = nn.Linear(12, 16), nn.Linear(16, 16), nn.Linear(16, 5)
+
+        def forward(self, x):
+            return self.c(torch.relu(self.b(F.gelu(self.a(x.flatten(1))))))
+
+    torch.manual_seed(0)
+    functional = Functional()
+    modules = nn.Sequential(nn.Flatten(), functional.a, nn.GELU(), functional.b, nn.ReLU(), functional.c)
+    batch = Batch(x=torch.randn(16, 3, 2, 2), y=torch.arange(16) % 5, num_classes=5, source="test")
+    names = ["nwot", "swap", "l_swag", "zico"]
+    assert lswag.score(functional, batch, names) == lswag.score(modules, batch, names)
+    record = probe.record(functional, batch, {"patterns"})
+    assert [s.name for s in record.sites] == ["F.gelu#1", "F.relu#2"]
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(12, 5))          # no nonlinearity at all: still a failure
+    assert isinstance(lswag.score(linear, batch, ["nwot"])["nwot"], Failure)

@@ -6,7 +6,8 @@ requested proxies' needs calls for, on a private deep copy of the model, so the 
 is left exactly as it was (parameters, buffers, train/eval mode, requires_grad, hooks):
 
 * ``patterns`` pass, forward only on the whole batch: for every activation site (the output of a
-  ReLU, ReLU6, LeakyReLU, GELU or SiLU module, in execution order) the number Λ of distinct
+  ReLU, ReLU6, LeakyReLU, GELU or SiLU module, in execution order; in a network with no such
+  module, the output of each call of the same functions, ``F.gelu``, ``torch.relu``, ``x.relu()``) the number Λ of distinct
   binarised sample-wise patterns ``(1[a_n(x_1) > 0], ..., 1[a_n(x_B) > 0])`` over its units n
   (every element of the map except the batch axis; 2-D, 3-D and 4-D tensors alike); optionally
   the NWOT kernel summed over sites (``kernel``), the number of distinct patterns over the
@@ -54,12 +55,15 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
 from lswag.data import Batch
 from lswag.errors import LswagError, unknown_choice
 
 LAYER_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
 ACTIVATION_TYPES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU)
+#: the same activations called as functions; recorded only in networks without activation modules
+FUNCTIONAL_ACTIVATIONS = frozenset({"relu", "relu6", "leaky_relu", "gelu", "silu"})
 #: what a proxy can need -> the pass that records it
 PASS_OF_NEED = {"patterns": "patterns", "kernel": "patterns", "union": "patterns", "layer_outputs": "patterns",
                 "layer_kernels": "patterns", "gradient": "gradient", "draws": "draws", "fisher": "fisher",
@@ -321,6 +325,8 @@ class _Recorder:
             if patterns:
                 for name, module in self.site_modules:
                     stack.callback(module.register_forward_hook(self._site_hook(name)).remove)
+                if not self.site_modules:
+                    stack.enter_context(_FunctionalActivations(self))
             try:
                 yield
             finally:
@@ -392,21 +398,42 @@ class _Recorder:
 
     def _site_hook(self, name):
         def hook(module, inputs, output):
-            if not isinstance(output, torch.Tensor) or output.dim() < 2:
-                return
-            index = len(self.sites)
-            active = _binarised(output)
-            distinct = unique_codes(pack_patterns(active))
-            self.sites.append({"name": name, "kind": type(module).__name__, "units": active.shape[1],
-                               "patterns": distinct.shape[0], "finite": all_finite(output)})
-            self._site_of_tensor[id(output)] = (weakref.ref(output), index)
-            if "kernel" in self.needs:
-                site_kernel = nwot_kernel(active)
-                self.kernel = site_kernel if self.kernel is None else self.kernel + site_kernel
-            if "union" in self.needs:
-                # each site's distinct codes only (Λ_s rows, not its units); merged once at the end
-                self.distinct_codes.append(distinct)
+            self._record_site(name, type(module).__name__, output)
         return hook
+
+    def _record_site(self, name: str, kind: str, output) -> None:
+        if not isinstance(output, torch.Tensor) or output.dim() < 2:
+            return
+        index = len(self.sites)
+        active = _binarised(output)
+        distinct = unique_codes(pack_patterns(active))
+        self.sites.append({"name": name, "kind": kind, "units": active.shape[1],
+                           "patterns": distinct.shape[0], "finite": all_finite(output)})
+        self._site_of_tensor[id(output)] = (weakref.ref(output), index)
+        if "kernel" in self.needs:
+            site_kernel = nwot_kernel(active)
+            self.kernel = site_kernel if self.kernel is None else self.kernel + site_kernel
+        if "union" in self.needs:
+            # each site's distinct codes only (Λ_s rows, not its units); merged once at the end
+            self.distinct_codes.append(distinct)
+
+
+class _FunctionalActivations(TorchFunctionMode):
+    """Records the outputs of functional activations (``F.gelu``, ``torch.relu``, ``x.relu()``...)
+    as sites, for networks that have no activation module; sites are named ``F.<function>#<call>``."""
+
+    def __init__(self, recorder: _Recorder):
+        super().__init__()
+        self.recorder = recorder
+        self.calls = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        output = func(*args, **(kwargs or {}))
+        name = getattr(func, "__name__", "").rstrip("_")
+        if name in FUNCTIONAL_ACTIVATIONS:
+            self.calls += 1
+            self.recorder._record_site(f"F.{name}#{self.calls}", f"F.{name}", output)
+        return output
 
 
 def _loss(model, batch: Batch, loss_fn, output) -> torch.Tensor:

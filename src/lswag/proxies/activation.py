@@ -17,7 +17,7 @@ from lswag.proxies import ProxyFailure, proxy
 def require_sites(record: Record) -> None:
     """Fail when no activation site ran, or one produced NaN/inf (its patterns would mean nothing)."""
     if not record.sites:
-        raise ProxyFailure("no activation site (ReLU, ReLU6, LeakyReLU, GELU or SiLU module) ran")
+        raise ProxyFailure("no activation site (ReLU, ReLU6, LeakyReLU, GELU or SiLU, as a module or a function call) ran")
     broken = next((site.name for site in record.sites if not site.finite), None)
     if broken is not None:
         raise ProxyFailure(f"non-finite activations at {broken}")
