@@ -510,7 +510,7 @@ def record(model: nn.Module, batch: Batch, needs: Iterable[str], *, gradient_dra
     hessian: dict[str, torch.Tensor] = {}
     if "hessian" in passes:
         start = time.perf_counter()
-        with recorder.hooks(patterns=False):
+        with recorder.hooks(patterns=False), _twice_differentiable_attention():
             loss = _loss(net, batch, loss_fn, output)
         hessian = _hessian_gradient(loss, [(name, recorder.layer_info[name]["module"].weight)
                                            for name in recorder.layer_order])
@@ -537,6 +537,16 @@ def record(model: nn.Module, batch: Batch, needs: Iterable[str], *, gradient_dra
     return _assemble(recorder, batch, gradients, draws, loss_value, seconds, output, fisher=fisher,
                      hessian=hessian,
                      jacobian=jacobian, width=width, blocks=blocks, container=container, ntk=ntk)
+
+
+def _twice_differentiable_attention():
+    """Attention by the math kernel: the fused CPU/GPU kernels of scaled_dot_product_attention
+    have no double backward, which the Hessian-vector product needs (ViTs)."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:   # torch < 2.3 has no fused CPU kernel to avoid
+        return contextlib.nullcontext()
+    return sdpa_kernel(SDPBackend.MATH)
 
 
 def _hessian_gradient(loss: torch.Tensor, weights: list[tuple[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
