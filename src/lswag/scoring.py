@@ -7,7 +7,7 @@ from typing import Any, Callable, Iterable
 
 import torch.nn as nn
 
-from lswag import probe, spaces
+from lswag import losses, probe, spaces
 from lswag import proxies as registry
 from lswag.data import Batch
 from lswag.errors import LswagError, unknown_choice
@@ -33,18 +33,21 @@ class ProxyResult:
 
 def evaluate(model: nn.Module, batch: Batch, proxies: Iterable[str] | str = ("l_swag",), *,
              options: dict[str, dict[str, Any]] | None = None, gradient_draws: int = 2,
-             loss_fn: Callable | None = None, output: Callable | None = None, init: str = "given",
+             loss_fn: Callable | str | None = None, output: Callable | None = None, init: str = "given",
              init_seed: int = 0) -> list[ProxyResult]:
     """Run the probe once for all ``proxies`` and compute each; the model is not modified.
 
     ``proxies`` is a list of names, a comma-separated text or ``"all"``; ``options`` maps a proxy
     name to its keyword options, e.g. ``{"l_swag": {"window": (3, 10)}}``. ``init`` other than
     ``"given"`` scores the network with its weights redrawn (``kaiming`` or ``normal``, seeded by
-    ``init_seed``; :func:`lswag.probe.initialise`).
+    ``init_seed``; :func:`lswag.probe.initialise`). ``loss_fn`` is a callable ``(output, target)``
+    or the name of one of :data:`lswag.losses.LOSSES` (default cross-entropy).
     """
     names = list(dict.fromkeys(resolve_proxies(proxies)))
     if init not in probe.INITS:
         raise unknown_choice("init", init, probe.INITS)
+    if isinstance(loss_fn, str):
+        loss_fn = losses.get(loss_fn)
     options = options or {}
     for name in options:
         if name not in names:
