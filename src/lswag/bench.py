@@ -61,6 +61,7 @@ class ProxyReport:
     mean_seconds: float
     scores: list = field(repr=False)   # per sampled architecture: value or Failure
     truth: list = field(repr=False)    # the matching ground-truth accuracies
+    archs: list = field(repr=False)    # the sampled architectures (text form), in the same order
 
 
 def sample_archs(archs, space, n: int, seed: int) -> list:
@@ -218,7 +219,7 @@ def _report(name, stored, archs, truth, space) -> ProxyReport:
     scores = [stored[arch].value for arch in archs]
     accuracy = [truth.value(space.parse(arch)) for arch in archs]
     seconds = sum(stored[arch].seconds for arch in archs) / len(archs)
-    return ProxyReport(name, correlate(scores, accuracy), seconds, scores, accuracy)
+    return ProxyReport(name, correlate(scores, accuracy), seconds, scores, accuracy, archs)
 
 
 TABLE_COLUMNS = ["benchmark", "proxy", "n", "failures", "spearman", "spearman_low", "spearman_high",

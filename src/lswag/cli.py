@@ -16,7 +16,7 @@ from lswag.demo import run_demo
 from lswag.errors import LswagError
 from lswag.layers import analyse_layers, plot_profile
 from lswag.plots import heatmap
-from lswag.probe import INITS
+from lswag.probe import INITS, PASS_OF_NEED
 from lswag.proxies import Failure
 from lswag.scoring import parse_option, score_architecture
 
@@ -128,7 +128,9 @@ def _cmd_proxies(args) -> None:
     for name in proxies.names():
         entry = proxies.get(name)
         options = ", ".join(f"{k}={v!r}" for k, v in entry.defaults.items())
-        print(f"{name:<{width}}  {entry.summary}" + (f"  [options: {options}]" if options else ""))
+        passes = sorted({PASS_OF_NEED[need] for need in entry.needs}) + ([f"own: {entry.own_pass}"] if entry.own_pass else [])
+        passes = ", ".join(passes) or "none (weights only)"
+        print(f"{name:<{width}}  {entry.summary}  [passes: {passes}]" + (f"  [options: {options}]" if options else ""))
 
 
 def _cmd_demo(args) -> None:

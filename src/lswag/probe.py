@@ -17,7 +17,7 @@ is left exactly as it was (parameters, buffers, train/eval mode, requires_grad, 
 * ``gradient`` pass, forward + backward on the whole batch: each layer's weight gradient.
 * ``draws`` passes: the batch split into M chunks, zero_grad before each, one forward + backward
   per chunk: each layer's M gradient draws (ZiCo, L-SWAG).
-* ``fisher`` pass, forward + backward on the whole batch: for each layer, per output channel k,
+  With the ``fisher`` need, the same pass also records, for each layer and output channel k,
   ``½ mean_n (Σ_positions A ⊙ G)²_{n,k}`` with A the layer's own output (before any norm or
   activation) and G = ∂L/∂A, summed over the layer's calls (the fisher proxy).
 * ``hessian`` pass, forward + two backward on the whole batch: g = ∂L/∂W of every layer, then
@@ -66,7 +66,7 @@ ACTIVATION_TYPES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU)
 FUNCTIONAL_ACTIVATIONS = frozenset({"relu", "relu6", "leaky_relu", "gelu", "silu"})
 #: what a proxy can need -> the pass that records it
 PASS_OF_NEED = {"patterns": "patterns", "kernel": "patterns", "union": "patterns", "layer_outputs": "patterns",
-                "layer_kernels": "patterns", "gradient": "gradient", "draws": "draws", "fisher": "fisher",
+                "layer_kernels": "patterns", "gradient": "gradient", "draws": "draws", "fisher": "gradient",
                 "hessian": "hessian", "input_jacobian": "jacobian", "blocks": "features", "ntk": "ntk"}
 NEEDS = frozenset(PASS_OF_NEED)
 #: weight initialisations a network can be scored with (METHOD.md §1); "given" keeps its own weights
@@ -472,15 +472,20 @@ def record(model: nn.Module, batch: Batch, needs: Iterable[str], *, gradient_dra
             net(batch.x)
         seconds["patterns"] = time.perf_counter() - start
 
+    fisher: dict[str, torch.Tensor] | None = None
     if "gradient" in passes:
         start = time.perf_counter()
-        with recorder.hooks(patterns=False):
+        fisher_hooks = recorder.fisher_hooks() if "fisher" in needs else contextlib.nullcontext()
+        with recorder.hooks(patterns=False), fisher_hooks:
             net.zero_grad(set_to_none=True)
             loss = _loss(net, batch, loss_fn, output)
             if loss.requires_grad:  # a network without parameters has no gradient to record
                 loss.backward()
+            if "fisher" in needs:
+                fisher = dict(recorder.fisher)
         loss_value = float(loss.detach())
-        gradients = {name: _weight_grad(recorder.layer_info[name]["module"]) for name in recorder.layer_order}
+        if "gradient" in needs:
+            gradients = {name: _weight_grad(recorder.layer_info[name]["module"]) for name in recorder.layer_order}
         seconds["gradient"] = time.perf_counter() - start
 
     if "draws" in passes:
@@ -494,18 +499,6 @@ def record(model: nn.Module, batch: Batch, needs: Iterable[str], *, gradient_dra
                 for name in recorder.layer_order:
                     draws.setdefault(name, []).append(_weight_grad(recorder.layer_info[name]["module"]))
         seconds["draws"] = time.perf_counter() - start
-
-    fisher: dict[str, torch.Tensor] | None = None
-    if "fisher" in passes:
-        start = time.perf_counter()
-        with recorder.hooks(patterns=False), recorder.fisher_hooks():
-            net.zero_grad(set_to_none=True)
-            loss = _loss(net, batch, loss_fn, output)
-            if loss.requires_grad:
-                loss.backward()
-            fisher = dict(recorder.fisher)
-        net.zero_grad(set_to_none=True)
-        seconds["fisher"] = time.perf_counter() - start
 
     hessian: dict[str, torch.Tensor] = {}
     if "hessian" in passes:

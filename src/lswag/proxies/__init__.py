@@ -44,6 +44,7 @@ class Proxy:
     needs: frozenset[str]
     family: str
     validate: Callable[..., None] | None = None  # checks option values before any pass runs
+    own_pass: str | None = None  # the pass it runs itself on its own copy of the model, if any
 
     @property
     def summary(self) -> str:
@@ -59,14 +60,18 @@ class Proxy:
 _REGISTRY: dict[str, Proxy] = {}
 
 
-def proxy(name: str, needs: set[str] | frozenset[str] = frozenset(), validate: Callable[..., None] | None = None):
+def proxy(name: str, needs: set[str] | frozenset[str] = frozenset(), validate: Callable[..., None] | None = None,
+          own_pass: str | None = None):
     """Register ``function(record, model, **options) -> float`` under ``name``.
 
     ``validate(**options)``, when given, raises :class:`LswagError` on a bad option value, so that
-    a typo is reported before the network runs.
+    a typo is reported before the network runs. ``own_pass`` describes the pass a proxy runs
+    itself on a differently configured copy of the model (synflow, zen, flops), which no other
+    proxy shares.
     """
     def decorate(function):
-        _REGISTRY[name] = Proxy(name, function, frozenset(needs), function.__module__.rsplit(".", 1)[-1], validate)
+        _REGISTRY[name] = Proxy(name, function, frozenset(needs), function.__module__.rsplit(".", 1)[-1], validate,
+                                own_pass)
         return function
     return decorate
 
