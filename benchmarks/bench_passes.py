@@ -1,0 +1,106 @@
+"""What each proxy costs in units of one plain forward+backward pass, alone and fused.
+
+For an NB201 cell network (C=16, N=5, 32×32, batch 64) and a small ViT (dim 192, depth 4,
+patch 4 on 32×32, batch 8) it measures, in one run on this machine:
+
+* the floor: one forward + backward of the cross-entropy loss on the batch, in train mode;
+* each proxy alone (``lswag.evaluate(model, batch, [proxy])``, which builds its own probe);
+* the whole zoo fused in one ``evaluate`` call (passes shared), and proxy-by-proxy (the sum of
+  the proxies alone, which is what running each reference implementation separately costs).
+
+Times are medians of ``--repeats`` runs; the ratios are to the floor measured in the same run.
+
+    python benchmarks/bench_passes.py --repeats 3
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import lswag
+from lswag import proxies
+from lswag.data import Batch
+from lswag.scoring import evaluate
+
+
+class Block(nn.Module):
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attention = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+    def forward(self, x):
+        h = self.norm1(x)
+        x = x + self.attention(h, h, h, need_weights=False)[0]
+        return x + self.mlp(self.norm2(x))
+
+
+class SmallViT(nn.Module):
+    def __init__(self, dim=192, depth=4, heads=3, patch=4, size=32, classes=10):
+        super().__init__()
+        self.patch = nn.Conv2d(3, dim, patch, patch)
+        self.cls = nn.Parameter(torch.zeros(1, 1, dim))
+        self.position = nn.Parameter(0.02 * torch.randn(1, (size // patch) ** 2 + 1, dim))
+        self.blocks = nn.Sequential(*[Block(dim, heads) for _ in range(depth)])
+        self.norm, self.head = nn.LayerNorm(dim), nn.Linear(dim, classes)
+
+    def forward(self, x):
+        x = self.patch(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls.expand(len(x), -1, -1), x], 1) + self.position
+        return self.head(self.norm(self.blocks(x))[:, 0])
+
+
+def median_seconds(function, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def floor(model: nn.Module, batch: Batch) -> None:
+    model.train()
+    model.zero_grad(set_to_none=True)
+    F.cross_entropy(model(batch.x), batch.y).backward()
+
+
+def measure(label: str, model: nn.Module, batch: Batch, repeats: int) -> None:
+    names = proxies.names()
+    evaluate(model, batch, names)                    # warm-up: allocator, FLOP counter start-up
+    base = median_seconds(lambda: floor(model, batch), repeats)
+    alone = {name: median_seconds(lambda: evaluate(model, batch, [name]), repeats) for name in names}
+    fused = median_seconds(lambda: evaluate(model, batch, names), repeats)
+    print(f"\n{label}: floor (one forward+backward) {base * 1000:.1f} ms; costs in floors")
+    for name in sorted(names, key=alone.get):
+        passes = sorted({lswag.probe.PASS_OF_NEED[n] for n in proxies.get(name).needs})
+        own = proxies.get(name).own_pass
+        print(f"  {name:<18} {alone[name] / base:7.2f}   {', '.join(passes + ([f'own: {own}'] if own else []))}")
+    print(f"  {'zoo fused':<18} {fused / base:7.2f}   (one evaluate call, {len(names)} proxies)")
+    print(f"  {'zoo one by one':<18} {sum(alone.values()) / base:7.2f}   (sum of the proxies alone)")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} threads, medians of {args.repeats}")
+    space = lswag.spaces.get("nb201")
+    cell = space.build(space.parse("13714"), num_classes=10, seed=0)
+    measure("NB201 cell #13714, batch 64, 32x32", cell, lswag.load_batch("gaussian", batch_size=64, image_size=32),
+            args.repeats)
+    torch.manual_seed(0)
+    measure("small ViT (dim 192, depth 4), batch 8, 32x32", SmallViT(),
+            lswag.load_batch("gaussian", batch_size=8, image_size=32), args.repeats)
+
+
+if __name__ == "__main__":
+    main()
