@@ -38,6 +38,25 @@ TRUTH = Path(__file__).resolve().parents[1].parent / "shared/benchmarks/nasbench
 BASELINES = ["zico", "swap", "nwot", "synflow", "grad_norm", "snip", "params", "flops"]
 
 
+def open_rows(path: Path, columns: list[str]) -> set[str]:
+    """The archs already in the CSV at ``path``; a new file gets the header ``columns``."""
+    if path.exists():
+        with open(path) as f:
+            return {row["arch"] for row in csv.DictReader(f)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerow(columns)
+    return set()
+
+
+def append_row(path: Path, values: list) -> None:
+    """Append one row and make it durable, so a killed run loses no finished cell."""
+    with open(path, "a", newline="") as f:
+        csv.writer(f).writerow(values)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def variant_name(window, pairing, product):
     return f"l_swag[{window[0]}-{window[1]},{pairing},{product}]"
 
@@ -61,14 +80,7 @@ def main():
     batch = lswag.load_batch(args.data, batch_size=args.batch_size, seed=args.seed, image_size=args.image_size)
     columns = ["arch", "truth", "seconds_probe"] + BASELINES + [
         variant_name(w, pa, pr) for w, pa, pr in itertools.product(WINDOWS, PAIRINGS, PRODUCTS)]
-    done = set()
-    if args.out.exists():
-        with open(args.out) as f:
-            done = {row["arch"] for row in csv.DictReader(f)}
-    else:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.out, "w", newline="") as f:
-            csv.writer(f).writerow(columns)
+    done = open_rows(args.out, columns)
 
     needs = set().union(*(registry.get(n).needs for n in BASELINES + ["l_swag"]))
     for arch in tqdm(sample_archs(truth.archs(), space, args.n, args.seed), desc="cells"):
@@ -84,10 +96,7 @@ def main():
         for window, pairing, product in itertools.product(WINDOWS, PAIRINGS, PRODUCTS):
             row[variant_name(window, pairing, product)] = registry.compute(
                 "l_swag", record, model, window=window, pairing=pairing, product=product)[0]
-        with open(args.out, "a", newline="") as f:
-            csv.writer(f).writerow(["" if isinstance(row[c], Failure) else row[c] for c in columns])
-            f.flush()
-            os.fsync(f.fileno())
+        append_row(args.out, ["" if isinstance(row[c], Failure) else row[c] for c in columns])
     report(args.out)
 
 

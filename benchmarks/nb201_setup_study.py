@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
-import os
 from pathlib import Path
 
 import torch
@@ -34,6 +33,7 @@ from lswag import proxies as registry
 from lswag.bench import sample_archs
 from lswag.benchmarks import load_truth
 from lswag.proxies import Failure
+from nb201_lswag_options import append_row, open_rows
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 TRUTH = SHARED / "benchmarks/nasbench201/nb201_groundtruth.csv"
@@ -92,14 +92,7 @@ def main():
                "b32": lswag.load_batch(args.data, batch_size=32, seed=args.seed, image_size=size),
                "b128": lswag.load_batch(args.data, batch_size=128, seed=args.seed, image_size=size)}
     columns = ["arch", "truth"] + [f"{s}:{p}" for s in setups for p in PROXIES]
-    done = set()
-    if args.out.exists():
-        with open(args.out) as f:
-            done = {row["arch"] for row in csv.DictReader(f)}
-    else:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.out, "w", newline="") as f:
-            csv.writer(f).writerow(columns)
+    done = open_rows(args.out, columns)
     for arch in tqdm(sample_archs(truth.archs(), space, args.n, args.seed), desc="cells"):
         text = space.format(arch)
         if text in done:
@@ -108,10 +101,7 @@ def main():
         for setup in setups:
             for column, value in setup_scores(setup, arch, space, batches, args.seed).items():
                 row[f"{setup}:{column}"] = "" if isinstance(value, Failure) else value
-        with open(args.out, "a", newline="") as f:
-            csv.writer(f).writerow([row[c] for c in columns])
-            f.flush()
-            os.fsync(f.fileno())
+        append_row(args.out, [row[c] for c in columns])
     report(args.out, setups)
 
 
