@@ -76,6 +76,15 @@ def proxy(name: str, needs: set[str] | frozenset[str] = frozenset(), validate: C
     return decorate
 
 
+def one_of(proxy_name: str, **allowed: tuple) -> Callable[..., None]:
+    """A ``validate`` for options that take one of a few values: ``one_of("swap", level=("network", "layers"))``."""
+    def validate(**options) -> None:
+        for key, choices in allowed.items():
+            if options[key] not in choices:
+                raise unknown_choice(f"{proxy_name} {key}", options[key], choices)
+    return validate
+
+
 def get(name: str) -> Proxy:
     if name not in _REGISTRY:
         raise unknown_choice("proxy", name, _REGISTRY)

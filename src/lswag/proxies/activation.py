@@ -10,8 +10,8 @@ import math
 import numpy as np
 
 from lswag.probe import Record
-from lswag.errors import LswagError, unknown_choice
-from lswag.proxies import ProxyFailure, proxy
+from lswag.errors import LswagError
+from lswag.proxies import ProxyFailure, one_of, proxy
 
 
 def require_sites(record: Record) -> None:
@@ -37,15 +37,7 @@ def nwot(record: Record, model) -> float:
     return float(logdet)
 
 
-SWAP_LEVELS = ("network", "layers")
-
-
-def _check_swap(level) -> None:
-    if level not in SWAP_LEVELS:
-        raise unknown_choice("swap level", level, SWAP_LEVELS)
-
-
-@proxy("swap", needs={"union"}, validate=_check_swap)
+@proxy("swap", needs={"union"}, validate=one_of("swap", level=("network", "layers")))
 def swap(record: Record, model, level: str = "network") -> float:
     """Number of distinct sample-wise activation patterns over the units of all sites (SWAP, Peng et al. ICLR 2024).
 
@@ -55,7 +47,6 @@ def swap(record: Record, model, level: str = "network") -> float:
     SWAP code uses a batch of 16 and averages 32 re-initialisations; here it is one network on
     the probe's batch (choose ``--batch-size``).
     """
-    _check_swap(level)
     require_sites(record)
     if level == "layers":
         return float(sum(site.patterns for site in record.sites))

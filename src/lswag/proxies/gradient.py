@@ -12,8 +12,7 @@ import math
 import torch
 
 from lswag.probe import LayerRecord, Record, all_finite
-from lswag.errors import unknown_choice
-from lswag.proxies import ProxyFailure, proxy
+from lswag.proxies import ProxyFailure, one_of, proxy
 
 
 def _require(record: Record, attribute: str, what: str = "gradient") -> list[LayerRecord]:
@@ -54,15 +53,7 @@ def plain(record: Record, model) -> float:
                for layer in _require(record, "gradient"))
 
 
-FISHER_WEIGHTINGS = ("fan_in", "channel")
-
-
-def _check_fisher(weighting) -> None:
-    if weighting not in FISHER_WEIGHTINGS:
-        raise unknown_choice("fisher weighting", weighting, FISHER_WEIGHTINGS)
-
-
-@proxy("fisher", needs={"fisher"}, validate=_check_fisher)
+@proxy("fisher", needs={"fisher"}, validate=one_of("fisher", weighting=("fan_in", "channel")))
 def fisher(record: Record, model, weighting: str = "fan_in") -> float:
     """Σ_l m_l Σ_k |½ mean_n (Σ_pos A⊙G)²_{n,k}| per output channel k (Theis et al. 2018; Turner et al. 2020).
 
@@ -77,7 +68,6 @@ def fisher(record: Record, model, weighting: str = "fan_in") -> float:
     ``weighting="fan_in"``. ``weighting="channel"`` uses m_l = 1, the plain per-channel sum of
     METHOD.md §3. The |·| is kept from the reference; the squared terms are never negative.
     """
-    _check_fisher(weighting)
     total = 0.0
     for layer in _require(record, "fisher", "Fisher information"):
         channels = layer.fisher.numel()
