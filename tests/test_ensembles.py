@@ -340,15 +340,23 @@ def test_te_ntk_cond_with_batchnorm_against_a_full_jacobian():
     fixed = {n: p.detach() for n, p in ref.named_parameters() if "weight" not in n}
     buffers = {n: b.clone() for n, b in ref.named_buffers()}
 
-    def summed_logits(*weights):
-        params = {**fixed, **dict(zip(names, weights)), **{n: b.clone() for n, b in buffers.items()}}
-        return torch.func.functional_call(ref, params, (x,)).sum(dim=1)
+    def condition(inputs):
+        def summed_logits(*weights):
+            params = {**fixed, **dict(zip(names, weights)), **{n: b.clone() for n, b in buffers.items()}}
+            return torch.func.functional_call(ref, params, (inputs,)).sum(dim=1)
 
-    weights = tuple(dict(ref.named_parameters())[n].detach() for n in names)
-    jac = torch.autograd.functional.jacobian(summed_logits, weights)
-    rows = torch.cat([j.reshape(6, -1) for j in jac], dim=1).double().numpy()
-    eig = np.linalg.eigvalsh(rows @ rows.T)
-    assert value(net, make_batch(x), "te_ntk_cond") == pytest.approx(-eig[-1] / eig[0], rel=1e-4)
+        weights = tuple(dict(ref.named_parameters())[n].detach() for n in names)
+        jac = torch.autograd.functional.jacobian(summed_logits, weights)
+        rows = torch.cat([j.reshape(len(inputs), -1) for j in jac], dim=1).double().numpy()
+        eig = np.linalg.eigvalsh(rows @ rows.T)
+        return -eig[-1] / eig[0]
+
+    assert value(net, make_batch(x), "te_ntk_cond") == pytest.approx(condition(x), rel=1e-4)
+    # samples=4: the NTK of the first 4 examples, run together (BatchNorm over those 4)
+    fewer = lswag.score(net, make_batch(x), ["te_ntk_cond"], options={"te_ntk_cond": {"samples": 4}})["te_ntk_cond"]
+    assert fewer == pytest.approx(condition(x[:4]), rel=1e-4) and fewer != pytest.approx(condition(x), rel=1e-2)
+    with pytest.raises(LswagError, match="samples must be an integer >= 2"):
+        lswag.score(net, make_batch(x), ["te_ntk_cond"], options={"te_ntk_cond": {"samples": 1}})
 
 
 def test_te_ntk_cond_fails_on_a_singular_kernel():

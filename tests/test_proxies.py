@@ -138,6 +138,35 @@ def test_zico_needs_two_draws():
 
 # --------------------------------------------------------------------------- l_swag
 
+#: what l_swag needs under any of its options (Λ from the draws and from a whole-batch pass, own outputs)
+ALL_L_SWAG_NEEDS = {"draws", "draw_patterns", "draw_layer_outputs", "patterns", "layer_outputs"}
+
+
+def test_l_swag_patterns_of_the_draws_use_each_chunks_batchnorm():
+    """With BatchNorm, Λ over the draws' forwards (each half normalised by its own statistics) differs
+    from Λ over one whole-batch forward; each must equal its hand computation."""
+    torch.manual_seed(11)
+    model = nn.Sequential(nn.Linear(6, 300), nn.BatchNorm1d(300), nn.ReLU(), nn.Linear(300, 4))
+    batch = make_batch(randn(6, 6, seed=11) * 3 + 1)     # 2^6 patterns at most: 300 units must collide
+    g1, g2 = hand_draws(model, batch)
+    psis = {n: psi(g1[n], g2[n]) for n in ("0", "3")}
+    reference = copy.deepcopy(model).train()
+    with torch.no_grad():
+        whole = reference[:3](batch.x) > 0
+        halves = torch.cat([reference[:3](chunk.x) > 0 for chunk in batch.split(2)])
+    lam_whole, lam_halves = distinct_columns(whole.numpy()), distinct_columns(halves.numpy())
+    assert lam_whole != lam_halves                       # the chunks' own statistics really matter here
+
+    rec = probe.record(model, batch, ALL_L_SWAG_NEEDS)
+    assert [s.patterns for s in rec.sites] == [lam_whole]
+    assert [s.patterns for s in rec.draw_sites] == [lam_halves]
+    total = psis["0"] + psis["3"]                        # both layers pair with the one ReLU
+    assert proxies.compute("l_swag", rec, model)[0] == pytest.approx(total * lam_halves, rel=1e-9)
+    assert proxies.compute("l_swag", rec, model, patterns="batch")[0] == pytest.approx(total * lam_whole, rel=1e-9)
+    # the default needs run only the draws, and give the same value
+    assert proxies.get("l_swag").needs == {"draws", "draw_patterns"}
+    assert value(model, batch, "l_swag") == pytest.approx(total * lam_halves, rel=1e-9)
+
 def test_l_swag_pairings_and_products_closed_form():
     model = two_layer_net(seed=3)
     batch = make_batch(randn(8, 6, seed=3))
@@ -151,13 +180,15 @@ def test_l_swag_pairings_and_products_closed_form():
     feeding = {"0": relu, "2": relu}
     assert own != feeding                                      # the two pairings really differ here
 
-    rec = probe.record(model, batch, proxies.get("l_swag").needs)
+    rec = probe.record(model, batch, ALL_L_SWAG_NEEDS)
     assert [(l.name, l.input_site, l.next_site) for l in rec.layers] == [("0", None, 0), ("2", 0, None)]
 
     def compute(**options):
-        result, seconds = proxies.compute("l_swag", rec, model, **options)
-        assert seconds >= 0
-        return result
+        # without BatchNorm the draws' chunks binarise exactly as the whole batch does
+        results = [proxies.compute("l_swag", rec, model, patterns=patterns, **options) for patterns in ("draws", "batch")]
+        assert all(seconds >= 0 for _, seconds in results)
+        assert results[0][0] == results[1][0]
+        return results[0][0]
 
     cases = {
         ("own", "sum"): sum(psis[n] * own[n] for n in psis),
@@ -197,9 +228,10 @@ def test_l_swag_window_and_bins_on_a_deep_net():
     # layer i (0-based) is fed by site i-1; the first layer takes site 0, the one after it
     feeding = {n: site_lambda[max(i - 1, 0)] for i, n in enumerate(names)}
 
-    rec = probe.record(model, batch, proxies.get("l_swag").needs)
+    rec = probe.record(model, batch, ALL_L_SWAG_NEEDS)
     assert [l.percentile for l in rec.layers] == list(p_layer.values())
     assert [s.patterns for s in rec.sites] == site_lambda
+    assert [s.patterns for s in rec.draw_sites] == site_lambda
     assert [s.percentile for s in rec.sites] == [-(-10 * i // 11) for i in range(1, 12)]
 
     def expected(window, lam, log=False):

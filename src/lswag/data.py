@@ -86,6 +86,10 @@ class Batch:
         return [Batch(x, y, self.num_classes, self.source)
                 for x, y in zip(torch.tensor_split(self.x, m), torch.tensor_split(self.y, m))]
 
+    def head(self, n: int) -> Batch:
+        """The first ``n`` examples (the whole batch when it is not larger)."""
+        return self if n >= len(self) else Batch(self.x[:n], self.y[:n], self.num_classes, self.source)
+
 
 def load_batch(spec: str = "digits", batch_size: int = 64, seed: int = 0,
                image_size: int | tuple[int, int] | None = 32, num_classes: int | None = None,

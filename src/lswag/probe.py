@@ -11,28 +11,32 @@ is left exactly as it was (parameters, buffers, train/eval mode, requires_grad, 
   binarised sample-wise patterns ``(1[a_n(x_1) > 0], ..., 1[a_n(x_B) > 0])`` over its units n
   (every element of the map except the batch axis; 2-D, 3-D and 4-D tensors alike); optionally
   the NWOT kernel summed over sites (``kernel``), the number of distinct patterns over the
-  units of all sites together (``union``, network-level SWAP) and Λ of each layer's own output
-  (``layer_outputs``). ``out > 0`` equals ``input > 0`` for all these activations (GELU and SiLU
-  included), so one binarisation serves ReLU and GELU networks.
-* ``gradient`` pass, forward + backward on the whole batch: each layer's weight gradient.
-* ``draws`` passes: the batch split into M chunks, zero_grad before each, one forward + backward
-  per chunk: each layer's M gradient draws (ZiCo, L-SWAG).
-  With the ``fisher`` need, the same pass also records, for each layer and output channel k,
+  units of all sites together (``union``, network-level SWAP), Λ of each layer's own output
+  (``layer_outputs``; without it, only of a layer no site feeds or follows, l_swag's fallback)
+  and, per layer, ln|det K_l| of the NWOT kernel of its own output's sign (``layer_kernels``,
+  T-CET). ``out > 0`` equals ``input > 0`` for all these activations (GELU and SiLU included),
+  so one binarisation serves ReLU and GELU networks. When a gradient pass runs, the patterns
+  are recorded on its forward (the same whole-batch forward in train mode) and no pass of their
+  own runs.
+* ``gradient`` pass, forward + backward on the whole batch: each layer's weight gradient. With
+  the ``fisher`` need, the same pass also records, for each layer and output channel k,
   ``½ mean_n (Σ_positions A ⊙ G)²_{n,k}`` with A the layer's own output (before any norm or
   activation) and G = ∂L/∂A, summed over the layer's calls (the fisher proxy).
-* ``hessian`` pass, forward + two backward on the whole batch: g = ∂L/∂W of every layer, then
-  the Hessian-vector product H g = ∂(Σ_W stopgrad(g) · ∂L/∂W)/∂W (the grasp proxy).
+* ``hessian``, on the gradient pass (its backward keeps its graph): the Hessian-vector product
+  H g = ∂(Σ_W stopgrad(g) · ∂L/∂W)/∂W with g = ∂L/∂W (grasp), one more backward.
+* ``draws`` passes: the batch split into M chunks, one forward + backward per chunk: each layer's
+  M gradient draws (ZiCo, L-SWAG). With ``draw_patterns`` (``draw_layer_outputs``) the chunks'
+  forwards also record Λ of every site (of every layer's own output) over the whole batch, each
+  chunk normalised by its own BatchNorm statistics: :attr:`Record.draw_sites`.
 * ``jacobian`` pass, forward + backward on the whole batch with the input requiring grad: the
   input Jacobian ``∂(Σ logits)/∂x``, one flattened row per sample (jacov, epe_nas), and the
   width of the logits (their last axis).
-* ``layer_kernels`` (in the ``patterns`` pass): for each layer, ln|det K_l| of the NWOT kernel of
-  its own output's sign (layer-wise NWOT, T-CET).
 * ``features`` pass (need ``blocks``), forward on the whole batch + one vector-Jacobian product per
   pair of consecutive blocks: AZ-NAS's per-block statistics (:class:`BlockRecord`). The blocks are
   the children of one container, found by :func:`block_container`.
-* ``ntk`` pass, forward + B backward on the whole batch: the empirical NTK Θ = G Gᵀ (B × B,
-  float64), row b of G the gradient of Σ_c logits[b, c] with respect to every parameter whose name
-  contains ``weight`` (TE-NAS).
+* ``ntk`` pass, forward of the first S examples (``ntk_samples``, default all) + S backward: the
+  empirical NTK Θ = G Gᵀ (S × S, float64), row b of G the gradient of Σ_c logits[b, c] with
+  respect to every parameter whose name contains ``weight`` (TE-NAS).
 
 "Layers" are the weight-carrying modules (Conv1d/2d/3d, ConvTranspose, Linear) in forward
 execution order (recorded by hooks, not ``named_modules()`` order); a layer's depth percentile
@@ -67,6 +71,7 @@ FUNCTIONAL_ACTIVATIONS = frozenset({"relu", "relu6", "leaky_relu", "gelu", "silu
 #: what a proxy can need -> the pass that records it
 PASS_OF_NEED = {"patterns": "patterns", "kernel": "patterns", "union": "patterns", "layer_outputs": "patterns",
                 "layer_kernels": "patterns", "gradient": "gradient", "draws": "draws", "fisher": "gradient",
+                "draw_patterns": "draws", "draw_layer_outputs": "draws",
                 "hessian": "hessian", "input_jacobian": "jacobian", "blocks": "features", "ntk": "ntk"}
 NEEDS = frozenset(PASS_OF_NEED)
 #: weight initialisations a network can be scored with (METHOD.md §1); "given" keeps its own weights
@@ -93,7 +98,10 @@ class LayerRecord:
     next_site: int | None = None              # first activation site executed after it
     gradient: torch.Tensor | None = None      # dL/dw on the whole batch
     gradient_draws: torch.Tensor | None = None  # (M, *weight.shape), one per batch chunk
-    output_patterns: int | None = None        # Λ of the sign of its own output
+    # Λ of the sign of its own output, from the patterns pass: every layer's with ``layer_outputs``, else
+    # only for a layer no activation site feeds or follows (l_swag's fallback); None when not recorded
+    output_patterns: int | None = None
+    draw_output_patterns: int | None = None   # the same, over the draws passes (``draw_patterns``)
     fisher: torch.Tensor | None = None        # (C_out,) float64: Σ_calls ½ mean_n (Σ_pos A⊙G)² per channel
     hessian_gradient: torch.Tensor | None = None  # H g, the Hessian-vector product, weight-shaped
     # ln|det K| of the NWOT kernel of its own output's sign (``layer_kernels``); -inf when K is singular,
@@ -110,9 +118,24 @@ class SiteRecord:
     name: str
     kind: str
     units: int          # elements per sample
-    patterns: int       # Λ: distinct binarised sample-wise patterns over the units
     percentile: int
     finite: bool = True  # False when the output held NaN or inf (its patterns mean nothing)
+    #: (units, W) int64: each unit's binarised sample-wise pattern packed as bits (see :func:`words_of`)
+    codes: torch.Tensor | None = field(default=None, repr=False, compare=False)
+    _distinct: torch.Tensor | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def distinct_codes(self) -> torch.Tensor:
+        """The distinct rows of ``codes``, sorted; computed on first use (a proxy whose depth window
+        leaves a site out never pays for its sort)."""
+        if self._distinct is None:
+            self._distinct = unique_codes(self.codes)
+        return self._distinct
+
+    @property
+    def patterns(self) -> int:
+        """Λ: the number of distinct binarised sample-wise patterns over the units."""
+        return int(self.distinct_codes.shape[0])
 
 
 @dataclass
@@ -145,6 +168,9 @@ class Record:
     layers: list[LayerRecord]
     sites: list[SiteRecord]
     kernel: np.ndarray | None = None          # NWOT kernel, B x B, float64
+    #: ``draw_patterns``: the sites with Λ counted over the draws passes (each chunk normalised by its own
+    #: BatchNorm statistics) instead of one whole-batch forward; None when not recorded
+    draw_sites: list[SiteRecord] | None = None
     network_patterns: int | None = None       # distinct patterns over all sites' units together
     loss: float | None = None                 # loss of the whole-batch gradient pass
     input_jacobian: torch.Tensor | None = None  # (B, D): ∂(Σ logits)/∂x, each sample's row flattened
@@ -189,23 +215,34 @@ def logits_of(output) -> torch.Tensor:
                      "pass output=callable that picks them")
 
 
+def pack_bytes(active: torch.Tensor) -> torch.Tensor:
+    """Pack a (B, U) boolean map into (ceil(B/8), U) uint8: column u holds unit u's sample-wise
+    pattern as bits, sample b in bit b % 8 of byte b // 8 (padding bits 0 for every unit)."""
+    batch, units = active.shape
+    padded = batch + (-batch) % 8
+    if padded != batch:
+        active = torch.cat([active, active.new_zeros(padded - batch, units)])
+    bits = torch.arange(8, dtype=torch.uint8, device=active.device)[:, None]
+    # a bool tensor is stored as 0/1 bytes: viewed as uint8 it needs no copy
+    return (active.contiguous().view(torch.uint8).view(padded // 8, 8, units) << bits).sum(1, dtype=torch.uint8)
+
+
+def words_of(byte_chunks: list[torch.Tensor]) -> torch.Tensor:
+    """(U, W) int64 codes from the byte patterns (:func:`pack_bytes`) of consecutive chunks of
+    the batch, concatenated: two units have the same code exactly when they have the same pattern
+    over every chunk."""
+    packed = torch.cat(byte_chunks) if len(byte_chunks) > 1 else byte_chunks[0]
+    if packed.shape[0] % 8:
+        packed = torch.cat([packed, packed.new_zeros(8 - packed.shape[0] % 8, packed.shape[1])])
+    return packed.T.contiguous().view(torch.int64)
+
+
 def pack_patterns(active: torch.Tensor) -> torch.Tensor:
     """Pack a (B, U) boolean map into (U, ceil(B/64)) int64 codes: unit u's pattern as bits.
 
     Two units have the same code exactly when they have the same sample-wise pattern.
     """
-    batch, units = active.shape
-    shifts = torch.arange(64, dtype=torch.int64, device=active.device)
-    words = []
-    for start in range(0, batch, 64):
-        chunk = active[start:start + 64]
-        rows = chunk.shape[0]
-        word = torch.empty(units, dtype=torch.int64, device=active.device)
-        for u0 in range(0, units, _UNIT_BLOCK):
-            block = chunk[:, u0:u0 + _UNIT_BLOCK].to(torch.int64) << shifts[:rows, None]
-            word[u0:u0 + _UNIT_BLOCK] = block.sum(0)  # distinct bits: the sum is their OR
-        words.append(word)
-    return torch.stack(words, dim=1)
+    return words_of([pack_bytes(active)])
 
 
 def unique_codes(codes: torch.Tensor) -> torch.Tensor:
@@ -298,6 +335,109 @@ def initialise(net: nn.Module, init: str, seed: int) -> None:
                     module.bias.zero_()
 
 
+class _Patterns:
+    """The activation patterns of one pass over the batch, run whole or as consecutive chunks.
+
+    Each chunk runs the same network, so its sites are matched to the first chunk's by order of
+    execution. A site's sample-wise bits are packed per chunk and the chunks' bytes concatenated,
+    so the patterns counted at the end run over the whole batch whatever the chunking (each
+    chunk's BatchNorm having used its own statistics). The B × B products (``kernel``,
+    ``layer_kernels``) and ``union`` are recorded by a pass that runs the batch whole.
+
+    A layer's own output is packed when it is asked for (``outputs_of_all_layers``) or when the
+    layer may need it as the fallback of l_swag's pairing: no site feeds it and no site runs after
+    it. Such a layer's output is binarised when it runs and dropped when the next site runs.
+    """
+
+    def __init__(self, needs: frozenset[str], whole: bool, outputs_of_all_layers: bool):
+        self.needs, self.whole, self.outputs_of_all_layers = needs, whole, outputs_of_all_layers
+        self.sites: list[dict] = []          # name, kind, units, chunks (byte codes), finite
+        self.layers: dict[str, dict] = {}    # name -> input_site, sites_before, chunks, logdet
+        self.kernel: torch.Tensor | None = None
+        self.chunk = 0
+        self._calls = 0
+        self._pending: dict[str, torch.Tensor] = {}   # fallback candidates awaiting a site
+        self._site_of_tensor: dict[int, tuple[weakref.ref, int]] = {}
+
+    def end_chunk(self) -> None:
+        for name, active in self._pending.items():
+            self.layers[name]["chunks"].append(pack_bytes(active))
+        self._pending.clear()
+        self._site_of_tensor.clear()
+        self._calls = 0
+        self.chunk += 1
+
+    def layer_called(self, name: str, inputs) -> None:
+        if name not in self.layers:
+            self.layers[name] = {"input_site": self._site_feeding(inputs[0] if inputs else None),
+                                 "sites_before": len(self.sites), "chunks": [], "finite": True, "chunk": -1}
+
+    def layer_output(self, name: str, output) -> None:
+        info = self.layers.get(name)
+        if info is None or info["chunk"] == self.chunk or not isinstance(output, torch.Tensor) or output.dim() < 1:
+            return
+        info["chunk"] = self.chunk    # a layer called twice (weight sharing) is read on its first call
+        info["finite"] = info["finite"] and all_finite(output)
+        if self.outputs_of_all_layers:
+            info["chunks"].append(pack_bytes(_binarised(output)))
+        elif info["input_site"] is None:
+            self._pending[name] = _binarised(output)
+        if self.whole and "layer_kernels" in self.needs:
+            info["logdet"] = _kernel_logdet(output) if all_finite(output) else math.nan
+
+    def site_output(self, name: str, kind: str, output) -> None:
+        if not isinstance(output, torch.Tensor) or output.dim() < 2:
+            return
+        index = self._calls
+        self._calls += 1
+        active = _binarised(output)
+        if self.chunk == 0:
+            self.sites.append({"name": name, "kind": kind, "units": active.shape[1], "chunks": [], "finite": True})
+        elif index >= len(self.sites) or self.sites[index]["name"] != name:
+            raise LswagError(f"the network ran different activation sites on two chunks of the batch "
+                             f"(call {index + 1}: {name}); it must run the same way for every input")
+        site = self.sites[index]
+        site["chunks"].append(pack_bytes(active))
+        site["finite"] = site["finite"] and all_finite(output)
+        self._site_of_tensor[id(output)] = (weakref.ref(output), index)
+        self._pending.clear()
+        if self.whole and "kernel" in self.needs:
+            site_kernel = nwot_kernel(active)
+            self.kernel = site_kernel if self.kernel is None else self.kernel + site_kernel
+
+    def _site_feeding(self, tensor) -> int | None:
+        if not isinstance(tensor, torch.Tensor):
+            return None
+        entry = self._site_of_tensor.get(id(tensor))
+        if entry is not None and entry[0]() is tensor:
+            return entry[1]
+        return None
+
+    def site_records(self) -> tuple[list[SiteRecord], int | None]:
+        """The sites (Λ counted when first read), and (``union``) the distinct patterns over all their units."""
+        sites = [SiteRecord(name=site["name"], kind=site["kind"], units=site["units"],
+                            percentile=percentile(i + 1, len(self.sites)), finite=site["finite"],
+                            codes=words_of(site["chunks"]))
+                 for i, site in enumerate(self.sites)]
+        union = None
+        if self.whole and "union" in self.needs and sites:   # each site's Λ_s distinct rows, merged once
+            union = count_unique(torch.cat([site.distinct_codes for site in sites]))
+        return sites, union
+
+    def next_site(self, name: str) -> int | None:
+        before = self.layers[name]["sites_before"] if name in self.layers else None
+        return before if before is not None and before < len(self.sites) else None
+
+    def output_patterns(self, name: str) -> int | None:
+        """Λ of the layer's own output; None when it was not kept or held NaN/inf."""
+        info = self.layers.get(name)
+        if info is None or not info["chunks"] or not info["finite"]:
+            return None
+        if len(info["chunks"]) != self.chunk:     # not seen on every chunk
+            return None
+        return count_unique(words_of(info["chunks"]))
+
+
 class _Recorder:
     """Hooks for one probe run; every handle is removed when the ``hooks`` context exits."""
 
@@ -307,22 +447,19 @@ class _Recorder:
         self.site_modules = [(n, m) for n, m in model.named_modules() if isinstance(m, ACTIVATION_TYPES)]
         self.layer_order: list[str] = []          # layer names in first-execution order
         self.layer_info: dict[str, dict] = {}
-        self.sites: list[dict] = []
-        self.kernel: torch.Tensor | None = None
-        self.distinct_codes: list[torch.Tensor] = []
-        self._site_of_tensor: dict[int, tuple[weakref.ref, int]] = {}
-        self.recording_patterns = False
+        self.patterns: _Patterns | None = None    # the pattern state of the pass that runs, if it records them
         self.fisher: dict[str, torch.Tensor] = {}
 
     @contextlib.contextmanager
-    def hooks(self, patterns: bool):
-        self.recording_patterns = patterns
+    def hooks(self, patterns: _Patterns | None = None):
+        """Hooks for one forward: layer order always; activation patterns into ``patterns`` when given."""
+        self.patterns = patterns
         with contextlib.ExitStack() as stack:
             for name, module in self.layer_modules:
                 stack.callback(module.register_forward_pre_hook(self._layer_pre_hook(name)).remove)
-                if patterns:
+                if patterns is not None:
                     stack.callback(module.register_forward_hook(self._layer_post_hook(name)).remove)
-            if patterns:
+            if patterns is not None:
                 for name, module in self.site_modules:
                     stack.callback(module.register_forward_hook(self._site_hook(name)).remove)
                 if not self.site_modules:
@@ -330,7 +467,9 @@ class _Recorder:
             try:
                 yield
             finally:
-                self._site_of_tensor.clear()
+                if patterns is not None:
+                    patterns.end_chunk()
+                self.patterns = None
 
     @contextlib.contextmanager
     def fisher_hooks(self):
@@ -372,29 +511,15 @@ class _Recorder:
         def hook(module, inputs):
             if name not in self.layer_info:
                 self.layer_order.append(name)
-                info = self.layer_info[name] = {"module": module}
-                if self.recording_patterns:
-                    info["input_site"] = self._site_feeding(inputs[0] if inputs else None)
-                    info["sites_before"] = len(self.sites)
+                self.layer_info[name] = {"module": module}
+            if self.patterns is not None:
+                self.patterns.layer_called(name, inputs)
         return hook
 
     def _layer_post_hook(self, name):
         def hook(module, inputs, output):
-            info = self.layer_info[name]
-            if "layer_outputs" in self.needs and "output_patterns" not in info and isinstance(output, torch.Tensor):
-                finite = all_finite(output)
-                info["output_patterns"] = count_unique(pack_patterns(_binarised(output))) if finite else None
-            if "layer_kernels" in self.needs and "output_logdet" not in info and isinstance(output, torch.Tensor):
-                info["output_logdet"] = _kernel_logdet(output) if all_finite(output) else math.nan
+            self.patterns.layer_output(name, output)
         return hook
-
-    def _site_feeding(self, tensor) -> int | None:
-        if not isinstance(tensor, torch.Tensor):
-            return None
-        entry = self._site_of_tensor.get(id(tensor))
-        if entry is not None and entry[0]() is tensor:
-            return entry[1]
-        return None
 
     def _site_hook(self, name):
         def hook(module, inputs, output):
@@ -402,20 +527,7 @@ class _Recorder:
         return hook
 
     def _record_site(self, name: str, kind: str, output) -> None:
-        if not isinstance(output, torch.Tensor) or output.dim() < 2:
-            return
-        index = len(self.sites)
-        active = _binarised(output)
-        distinct = unique_codes(pack_patterns(active))
-        self.sites.append({"name": name, "kind": kind, "units": active.shape[1],
-                           "patterns": distinct.shape[0], "finite": all_finite(output)})
-        self._site_of_tensor[id(output)] = (weakref.ref(output), index)
-        if "kernel" in self.needs:
-            site_kernel = nwot_kernel(active)
-            self.kernel = site_kernel if self.kernel is None else self.kernel + site_kernel
-        if "union" in self.needs:
-            # each site's distinct codes only (Λ_s rows, not its units); merged once at the end
-            self.distinct_codes.append(distinct)
+        self.patterns.site_output(name, kind, output)
 
 
 class _FunctionalActivations(TorchFunctionMode):
@@ -442,12 +554,13 @@ def _loss(model, batch: Batch, loss_fn, output) -> torch.Tensor:
 
 
 def record(model: nn.Module, batch: Batch, needs: Iterable[str], *, gradient_draws: int = 2,
-           loss_fn: Callable | None = None, output: Callable | None = None) -> Record:
+           loss_fn: Callable | None = None, output: Callable | None = None, ntk_samples: int | None = None) -> Record:
     """Run the passes that ``needs`` (a subset of :data:`NEEDS`) call for and return the record.
 
     ``gradient_draws`` is M, the number of chunks the batch is split into for the ``draws``
     passes. ``loss_fn(logits, y)`` defaults to cross-entropy; ``output`` picks the logits from the
-    model's output when :func:`logits_of` cannot.
+    model's output when :func:`logits_of` cannot. ``ntk_samples`` limits the ``ntk`` pass to the
+    first examples of the batch (None: all of it).
     """
     needs = frozenset(needs)
     if needs - NEEDS:
@@ -466,48 +579,51 @@ def record(model: nn.Module, batch: Batch, needs: Iterable[str], *, gradient_dra
     draws: dict[str, list[torch.Tensor]] = {}
 
     passes = {PASS_OF_NEED[need] for need in needs}
+    whole_patterns = draw_patterns = None
     if "patterns" in passes:
+        whole_patterns = _Patterns(needs, whole=True, outputs_of_all_layers="layer_outputs" in needs)
+    differentiated = passes & {"gradient", "hessian"}
+    if "patterns" in passes and not differentiated:
         start = time.perf_counter()
-        with recorder.hooks(patterns=True), torch.no_grad():
+        with recorder.hooks(whole_patterns), torch.no_grad():
             net(batch.x)
         seconds["patterns"] = time.perf_counter() - start
 
     fisher: dict[str, torch.Tensor] | None = None
-    if "gradient" in passes:
+    hessian: dict[str, torch.Tensor] = {}
+    if differentiated:
+        # one whole-batch forward serves the patterns, the gradient (and fisher) and grasp's H g
         start = time.perf_counter()
         fisher_hooks = recorder.fisher_hooks() if "fisher" in needs else contextlib.nullcontext()
-        with recorder.hooks(patterns=False), fisher_hooks:
-            net.zero_grad(set_to_none=True)
+        attention = _twice_differentiable_attention() if "hessian" in passes else contextlib.nullcontext()
+        with recorder.hooks(whole_patterns), fisher_hooks, attention:
             loss = _loss(net, batch, loss_fn, output)
-            if loss.requires_grad:  # a network without parameters has no gradient to record
-                loss.backward()
-            if "fisher" in needs:
-                fisher = dict(recorder.fisher)
+            weights = [(name, recorder.layer_info[name]["module"].weight) for name in recorder.layer_order]
+            first = _first_gradient(loss, weights, create_graph="hessian" in passes)
+        if "fisher" in needs:
+            fisher = dict(recorder.fisher)
         loss_value = float(loss.detach())
         if "gradient" in needs:
-            gradients = {name: _weight_grad(recorder.layer_info[name]["module"]) for name in recorder.layer_order}
-        seconds["gradient"] = time.perf_counter() - start
+            gradients = {name: grad.detach() for name, grad in first.items()}
+        if "hessian" in passes:
+            hessian = _hessian_gradient(first, weights)
+        elapsed = time.perf_counter() - start
+        seconds.update({name: elapsed for name in passes & {"patterns", "gradient", "hessian"}})
 
     if "draws" in passes:
         start = time.perf_counter()
-        with recorder.hooks(patterns=False):
-            for chunk in batch.split(gradient_draws):
+        if needs & {"draw_patterns", "draw_layer_outputs"}:
+            draw_patterns = _Patterns(needs, whole=False,
+                                      outputs_of_all_layers="draw_layer_outputs" in needs)
+        for chunk in batch.split(gradient_draws):
+            with recorder.hooks(draw_patterns):
                 net.zero_grad(set_to_none=True)
                 loss = _loss(net, chunk, loss_fn, output)
-                if loss.requires_grad:
-                    loss.backward()
-                for name in recorder.layer_order:
-                    draws.setdefault(name, []).append(_weight_grad(recorder.layer_info[name]["module"]))
+            if loss.requires_grad:
+                loss.backward()
+            for name in recorder.layer_order:
+                draws.setdefault(name, []).append(_weight_grad(recorder.layer_info[name]["module"]))
         seconds["draws"] = time.perf_counter() - start
-
-    hessian: dict[str, torch.Tensor] = {}
-    if "hessian" in passes:
-        start = time.perf_counter()
-        with recorder.hooks(patterns=False), _twice_differentiable_attention():
-            loss = _loss(net, batch, loss_fn, output)
-        hessian = _hessian_gradient(loss, [(name, recorder.layer_info[name]["module"].weight)
-                                           for name in recorder.layer_order])
-        seconds["hessian"] = time.perf_counter() - start
 
     jacobian = width = None
     if "jacobian" in passes:
@@ -524,11 +640,11 @@ def record(model: nn.Module, batch: Batch, needs: Iterable[str], *, gradient_dra
     ntk = None
     if "ntk" in passes:
         start = time.perf_counter()
-        ntk = _empirical_ntk(net, recorder, batch, output)
+        ntk = _empirical_ntk(net, recorder, batch if ntk_samples is None else batch.head(ntk_samples), output)
         seconds["ntk"] = time.perf_counter() - start
 
     return _assemble(recorder, batch, gradients, draws, loss_value, seconds, output, fisher=fisher,
-                     hessian=hessian,
+                     hessian=hessian, whole_patterns=whole_patterns, draw_patterns=draw_patterns,
                      jacobian=jacobian, width=width, blocks=blocks, container=container, ntk=ntk)
 
 
@@ -542,27 +658,31 @@ def _twice_differentiable_attention():
     return sdpa_kernel(SDPBackend.MATH)
 
 
-def _hessian_gradient(loss: torch.Tensor, weights: list[tuple[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """H g for the layers' weights: g = ∂L/∂W (no graph), H g = ∂(Σ_W g · ∂L/∂W)/∂W.
+def _first_gradient(loss: torch.Tensor, weights: list[tuple[str, torch.Tensor]],
+                    create_graph: bool) -> dict[str, torch.Tensor]:
+    """g = ∂L/∂W of each layer's weight (zeros where the loss does not reach it); differentiable
+    again with ``create_graph`` (for :func:`_hessian_gradient`)."""
+    tensors = [weight for _, weight in weights]
+    grads = [None] * len(tensors)
+    if tensors and loss.requires_grad:   # a network without parameters has no gradient to record
+        grads = torch.autograd.grad(loss, tensors, create_graph=create_graph, allow_unused=True)
+    return {name: torch.zeros_like(weight) if grad is None else grad
+            for (name, weight), grad in zip(weights, grads)}
+
+
+def _hessian_gradient(first: dict[str, torch.Tensor], weights: list[tuple[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """H g for the layers' weights: H g = ∂(Σ_W stopgrad(g) · ∂L/∂W)/∂W, ``first`` being ∂L/∂W
+    with its graph.
 
     H is the Hessian of the loss over the Conv/Linear weights only (other parameters are constants
     here), as in GraSP/NAS-Bench-Suite-Zero. Weights the loss does not reach get zeros.
     """
-    names = [name for name, _ in weights]
-    tensors = [weight for _, weight in weights]
     zeros = {name: torch.zeros_like(weight) for name, weight in weights}
-    if not tensors or not loss.requires_grad:
+    terms = [(grad.detach() * grad).sum() for grad in first.values() if grad.requires_grad]
+    if not terms:                       # the gradient does not depend on any weight
         return zeros
-    first = torch.autograd.grad(loss, tensors, create_graph=True, allow_unused=True)
-    dot = None
-    for grad in first:
-        if grad is not None:
-            term = (grad.detach() * grad).sum()
-            dot = term if dot is None else dot + term
-    if dot is None or not dot.requires_grad:     # the gradient does not depend on any weight
-        return zeros
-    second = torch.autograd.grad(dot, tensors, allow_unused=True)
-    return {name: zeros[name] if hv is None else hv.detach() for name, hv in zip(names, second)}
+    second = torch.autograd.grad(sum(terms), [weight for _, weight in weights], allow_unused=True)
+    return {name: zeros[name] if hv is None else hv.detach() for (name, _), hv in zip(weights, second)}
 
 
 def _input_jacobian(net, recorder: _Recorder, batch: Batch, output) -> tuple[torch.Tensor | None, int | None]:
@@ -575,7 +695,7 @@ def _input_jacobian(net, recorder: _Recorder, batch: Batch, output) -> tuple[tor
     if not batch.x.is_floating_point():
         return None, None
     x = batch.x.detach().clone().requires_grad_(True)
-    with recorder.hooks(patterns=False):
+    with recorder.hooks():
         logits = (output or logits_of)(net(x))
     width = int(logits.shape[-1]) if logits.dim() else 1
     grad = None
@@ -714,7 +834,7 @@ def _block_records(net, recorder: _Recorder, batch: Batch) -> tuple[list[BlockRe
         return [], None
     name, container = found
     capture = _BlockCapture(name, container, is_root=container is net)
-    with recorder.hooks(patterns=False), capture.hooks():
+    with recorder.hooks(), capture.hooks():
         net(batch.x)
     features = capture.features
     blocks = [BlockRecord(name=n, shape=tuple(t.shape), entropy=feature_entropy(t)) for n, t in features]
@@ -740,7 +860,7 @@ def _empirical_ntk(net, recorder: _Recorder, batch: Batch, output) -> np.ndarray
     backward per sample through the whole-batch forward (train mode: BatchNorm couples the samples).
     G is held in the parameters' dtype (B × #weights); the products are summed in float64."""
     params = [p for n, p in net.named_parameters() if "weight" in n and p.requires_grad]
-    with recorder.hooks(patterns=False):
+    with recorder.hooks():
         logits = (output or logits_of)(net(batch.x))
     size = len(batch)
     if not params or not logits.requires_grad:
@@ -765,39 +885,42 @@ def _out_channels(module: nn.Module) -> int:
 
 
 def _weight_grad(module: nn.Module) -> torch.Tensor:
+    """The weight's gradient; every pass zeroes gradients with ``set_to_none``, so the next backward
+    allocates a new tensor and this one can be kept without a copy."""
     grad = module.weight.grad
-    return torch.zeros_like(module.weight) if grad is None else grad.detach().clone()
+    return torch.zeros_like(module.weight) if grad is None else grad.detach()
 
 
 def _assemble(recorder: _Recorder, batch, gradients, draws, loss_value, seconds, pick_logits, *, fisher=None,
-              hessian=None,
+              hessian=None, whole_patterns: _Patterns | None = None, draw_patterns: _Patterns | None = None,
               jacobian=None, width=None, blocks=None, container=None, ntk=None) -> Record:
-    sites = [SiteRecord(name=s["name"], kind=s["kind"], units=s["units"], patterns=s["patterns"],
-                        percentile=percentile(i + 1, len(recorder.sites)), finite=s["finite"])
-             for i, s in enumerate(recorder.sites)]
+    sites, union = whole_patterns.site_records() if whole_patterns else ([], None)
+    draw_sites = draw_patterns.site_records()[0] if draw_patterns else None
+    pairing = whole_patterns or draw_patterns   # both passes see the same sites in the same order
     layers = []
     for position, name in enumerate(recorder.layer_order, start=1):
         info = recorder.layer_info[name]
-        before = info.get("sites_before")
+        paired = pairing.layers.get(name, {}) if pairing else {}
         layers.append(LayerRecord(
             name=name,
             kind=type(info["module"]).__name__,
             weight=info["module"].weight.detach().clone(),
             percentile=percentile(position, len(recorder.layer_order)),
-            input_site=info.get("input_site"),
-            next_site=before if before is not None and before < len(sites) else None,
+            input_site=paired.get("input_site"),
+            next_site=pairing.next_site(name) if pairing else None,
             gradient=gradients.get(name),
             gradient_draws=torch.stack(draws[name]) if name in draws else None,
-            output_patterns=info.get("output_patterns"),
-            output_logdet=info.get("output_logdet"),
+            output_patterns=whole_patterns.output_patterns(name) if whole_patterns else None,
+            draw_output_patterns=draw_patterns.output_patterns(name) if draw_patterns else None,
+            output_logdet=whole_patterns.layers.get(name, {}).get("logdet") if whole_patterns else None,
             fisher=None if fisher is None else fisher.get(name, torch.zeros(_out_channels(info["module"]),
                                                                          dtype=torch.float64)),
             hessian_gradient=(hessian or {}).get(name),
         ))
     return Record(
-        batch=batch, layers=layers, sites=sites,
-        kernel=None if recorder.kernel is None else recorder.kernel.cpu().numpy(),
-        network_patterns=count_unique(torch.cat(recorder.distinct_codes)) if recorder.distinct_codes else None,
+        batch=batch, layers=layers, sites=sites, draw_sites=draw_sites,
+        kernel=None if whole_patterns is None or whole_patterns.kernel is None else whole_patterns.kernel.cpu().numpy(),
+        network_patterns=union,
         loss=loss_value, seconds=seconds, input_jacobian=jacobian, output_width=width, pick_logits=pick_logits,
         blocks=blocks, block_container=container, ntk=ntk,
     )

@@ -53,17 +53,24 @@ def evaluate(model: nn.Module, batch: Batch, proxies: Iterable[str] | str = ("l_
         if name not in names:
             raise LswagError(f"options given for {name!r}, which is not among the proxies requested: {', '.join(names)}")
     needs: set[str] = set()
+    settings: dict[str, tuple[str, Any]] = {}     # probe setting -> (proxy asking, value)
     for name in names:
         registry.check_options(name, options.get(name, {}))
-        needs |= registry.get(name).needs
+        needs |= registry.get(name).needs_for(options.get(name, {}))
+        for key, value in registry.get(name).probe_settings(options.get(name, {})).items():
+            if key in settings and settings[key][1] != value:
+                raise LswagError(f"{settings[key][0]} and {name} ask the probe for different {key}: "
+                                 f"{settings[key][1]} and {value}")
+            settings[key] = (name, value)
     if init != "given":  # every proxy (synflow and flops too) sees the redrawn weights; the user's stay
         model = copy.deepcopy(model)
         probe.initialise(model, init, init_seed)
-    record = probe.record(model, batch, needs, gradient_draws=gradient_draws, loss_fn=loss_fn, output=output)
+    record = probe.record(model, batch, needs, gradient_draws=gradient_draws, loss_fn=loss_fn, output=output,
+                          **{key: value for key, (_, value) in settings.items()})
     results = []
     for name in names:
         value, own_seconds = registry.compute(name, record, model, **options.get(name, {}))
-        passes = {probe.PASS_OF_NEED[need] for need in registry.get(name).needs}
+        passes = {probe.PASS_OF_NEED[need] for need in registry.get(name).needs_for(options.get(name, {}))}
         results.append(ProxyResult(name, value, own_seconds + sum(record.seconds.get(p, 0.0) for p in passes)))
     return results
 

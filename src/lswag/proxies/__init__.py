@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import torch.nn as nn
@@ -41,10 +41,23 @@ class Failure:
 class Proxy:
     name: str
     function: Callable[..., float]
-    needs: frozenset[str]
+    needs: frozenset[str]        # what it needs from the probe with its default options
     family: str
     validate: Callable[..., None] | None = None  # checks option values before any pass runs
     own_pass: str | None = None  # the pass it runs itself on its own copy of the model, if any
+    needs_of: Callable[..., set[str]] | None = None  # needs as a function of the options, when they depend on them
+    #: keyword settings of :func:`lswag.probe.record` its options call for (e.g. te_ntk_cond's ``ntk_samples``)
+    settings_of: Callable[..., dict[str, Any]] | None = None
+
+    def needs_for(self, options: dict[str, Any]) -> frozenset[str]:
+        """What the proxy needs from the probe with ``options`` (the defaults completing them)."""
+        if self.needs_of is None:
+            return self.needs
+        return frozenset(self.needs_of(**{**self.defaults, **options}))
+
+    def probe_settings(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The probe settings (keyword arguments of :func:`lswag.probe.record`) ``options`` call for."""
+        return {} if self.settings_of is None else self.settings_of(**{**self.defaults, **options})
 
     @property
     def summary(self) -> str:
@@ -60,18 +73,25 @@ class Proxy:
 _REGISTRY: dict[str, Proxy] = {}
 
 
-def proxy(name: str, needs: set[str] | frozenset[str] = frozenset(), validate: Callable[..., None] | None = None,
-          own_pass: str | None = None):
+def proxy(name: str, needs: set[str] | frozenset[str] | Callable[..., set[str]] = frozenset(),
+          validate: Callable[..., None] | None = None, own_pass: str | None = None,
+          probe_settings: Callable[..., dict[str, Any]] | None = None):
     """Register ``function(record, model, **options) -> float`` under ``name``.
 
-    ``validate(**options)``, when given, raises :class:`LswagError` on a bad option value, so that
-    a typo is reported before the network runs. ``own_pass`` describes the pass a proxy runs
-    itself on a differently configured copy of the model (synflow, zen, flops), which no other
-    proxy shares.
+    ``needs`` is a set of :data:`lswag.probe.NEEDS`, or a function of the proxy's options returning
+    one when an option changes what the probe must record. ``validate(**options)``, when given,
+    raises :class:`LswagError` on a bad option value, so that a typo is reported before the network
+    runs. ``own_pass`` describes the pass a proxy runs itself on a differently configured copy of
+    the model (synflow, zen, flops), which no other proxy shares. ``probe_settings(**options)``
+    returns the keyword settings of :func:`lswag.probe.record` that the options call for.
     """
     def decorate(function):
-        _REGISTRY[name] = Proxy(name, function, frozenset(needs), function.__module__.rsplit(".", 1)[-1], validate,
-                                own_pass)
+        needs_of = needs if callable(needs) else None
+        entry = Proxy(name, function, frozenset() if needs_of else frozenset(needs),
+                      function.__module__.rsplit(".", 1)[-1], validate, own_pass, needs_of, probe_settings)
+        if needs_of:
+            entry = replace(entry, needs=entry.needs_for({}))
+        _REGISTRY[name] = entry
         return function
     return decorate
 

@@ -9,16 +9,19 @@ import math
 
 import numpy as np
 
-from lswag.probe import Record
+from lswag.probe import Record, SiteRecord
 from lswag.errors import LswagError
 from lswag.proxies import ProxyFailure, one_of, proxy
 
 
-def require_sites(record: Record) -> None:
-    """Fail when no activation site ran, or one produced NaN/inf (its patterns would mean nothing)."""
-    if not record.sites:
+def require_sites(record: Record, sites: list[SiteRecord] | None = None) -> None:
+    """Fail when no activation site ran, or one produced NaN/inf (its patterns would mean nothing).
+
+    ``sites`` defaults to the whole-batch pattern pass's (``record.sites``)."""
+    sites = record.sites if sites is None else sites
+    if not sites:
         raise ProxyFailure("no activation site (ReLU, ReLU6, LeakyReLU, GELU or SiLU, as a module or a function call) ran")
-    broken = next((site.name for site in record.sites if not site.finite), None)
+    broken = next((site.name for site in sites if not site.finite), None)
     if broken is not None:
         raise ProxyFailure(f"non-finite activations at {broken}")
 

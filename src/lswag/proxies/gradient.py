@@ -104,15 +104,17 @@ def gradient_statistic(layer: LayerRecord, numerator: str = "one") -> float | No
 
 
 def _gradient_statistic(layer: LayerRecord, numerator: str) -> float | None:
-    draws = layer.gradient_draws.reshape(layer.gradient_draws.shape[0], -1).to(torch.float64)
-    sigma = draws.std(dim=0, unbiased=False)
-    varying = sigma > 0
-    if not bool(varying.any()):
-        return None
-    if numerator == "one":
-        total = float((1.0 / sigma[varying]).sum())
-    else:
-        total = float((draws.abs().mean(0)[varying] / sigma[varying]).sum())
+    draws = layer.gradient_draws.reshape(layer.gradient_draws.shape[0], -1)
+    if draws.shape[0] == 2:     # σ (ddof 0) of two draws is |g1 − g2| / 2: one pass instead of five
+        sigma = (draws[0].double() - draws[1].double()).abs_().mul_(0.5)
+    else:                       # two-pass mean and variance: ~2x faster than Tensor.std over the short axis
+        draws64 = draws.double()
+        sigma = (draws64 - draws64.mean(0)).square_().mean(0).sqrt_()
+    weights = sigma.reciprocal_()                   # 1/σ, inf where σ = 0: those weights are skipped
+    skipped = torch.isinf(weights)
+    if numerator == "mean_abs":
+        weights.mul_(draws.double().abs().mean(0))
+    total = float(weights.masked_fill_(skipped, 0.0).sum())
     return math.log(total) if total > 0 else None
 
 

@@ -16,6 +16,12 @@ paper leaves three choices open (``docs/reproduction.md`` records what each give
   Σ ln(T_l·Λ_l) = Σ (Ψ_l + ln Λ_l), the form of one public re-implementation.
 * ``window`` [p1, p2], inclusive; (1, 10) takes every layer.
 
+One more choice is lswag's, about cost: ``patterns="draws"`` (default) counts Λ on the forward
+passes of the M gradient draws (the batch's chunks, each normalised by its own BatchNorm
+statistics, their patterns concatenated over the whole batch), so L-SWAG costs the draws' forward
+and backward passes and nothing more; ``patterns="batch"`` counts Λ on a separate forward of the
+whole batch, as SWAP does. ``docs/reproduction.md`` compares the two on the same NB201 cells.
+
 Layers whose gradients never vary between draws have no Ψ and are skipped, as ZiCo skips them.
 """
 from __future__ import annotations
@@ -24,13 +30,14 @@ import math
 from collections import defaultdict
 
 from lswag.errors import LswagError, unknown_choice
-from lswag.probe import PERC_BINS, LayerRecord, Record
+from lswag.probe import PERC_BINS, LayerRecord, Record, SiteRecord
 from lswag.proxies import ProxyFailure, proxy
 from lswag.proxies.activation import require_sites
 from lswag.proxies.gradient import require_draws, gradient_statistic
 
 PAIRINGS = ("feeding", "own", "bins")
 PRODUCTS = ("sum", "log")
+PATTERN_PASSES = ("draws", "batch")
 
 
 def parse_window(window) -> tuple[int, int]:
@@ -51,32 +58,52 @@ def parse_window(window) -> tuple[int, int]:
     return low, high
 
 
-def layer_expressivity(record: Record, layer: LayerRecord, pairing: str) -> int:
+def sites_of(record: Record, patterns: str) -> list[SiteRecord]:
+    """The activation sites with Λ counted on the ``patterns`` pass ("draws" or "batch")."""
+    return (record.draw_sites or []) if patterns == "draws" else record.sites
+
+
+def layer_expressivity(record: Record, layer: LayerRecord, pairing: str, patterns: str = "draws") -> int:
     """Λ for one layer under the ``feeding`` or ``own`` pairing."""
     if pairing == "feeding":
         site = layer.input_site if layer.input_site is not None else layer.next_site
         if site is not None:
-            return record.sites[site].patterns
-    if layer.output_patterns is None:
+            return sites_of(record, patterns)[site].patterns
+    own = layer.draw_output_patterns if patterns == "draws" else layer.output_patterns
+    if own is None:
         raise ProxyFailure(f"layer {layer.name} has no activation pattern (non-finite or non-tensor output)")
-    return layer.output_patterns
+    return own
 
 
-def check_options(window, pairing, product) -> None:
+def check_options(window, pairing, product, patterns) -> None:
     parse_window(window)
     if pairing not in PAIRINGS:
         raise unknown_choice("l_swag pairing", pairing, PAIRINGS)
     if product not in PRODUCTS:
         raise unknown_choice("l_swag product", product, PRODUCTS)
+    if patterns not in PATTERN_PASSES:
+        raise unknown_choice("l_swag patterns", patterns, PATTERN_PASSES)
 
 
-@proxy("l_swag", needs={"draws", "patterns", "layer_outputs"}, validate=check_options)
-def l_swag(record: Record, model, window=(1, PERC_BINS), pairing: str = "feeding", product: str = "sum") -> float:
+def probe_needs(window, pairing, product, patterns) -> set[str]:
+    """The draws, and Λ from the draws' forwards or a whole-batch pattern pass (every layer's own
+    output too for the ``own`` pairing)."""
+    if patterns == "draws":
+        return {"draws", "draw_patterns"} | ({"draw_layer_outputs"} if pairing == "own" else set())
+    return {"draws", "patterns"} | ({"layer_outputs"} if pairing == "own" else set())
+
+
+@proxy("l_swag", needs=probe_needs, validate=check_options)
+def l_swag(record: Record, model, window=(1, PERC_BINS), pairing: str = "feeding", product: str = "sum",
+           patterns: str = "draws") -> float:
     """Σ_{layers in the depth window} Ψ_l·Λ_l: gradient trainability times activation-pattern expressivity (L-SWAG, CVPR 2025)."""
-    check_options(window, pairing, product)
+    check_options(window, pairing, product, patterns)
     low, high = parse_window(window)
-    if record.sites:
-        require_sites(record)
+    sites = sites_of(record, patterns)
+    if patterns == "draws" and record.draw_sites is None:
+        raise ProxyFailure("the record has no activation patterns of the draws (probe need 'draw_patterns')")
+    if sites:   # a network without activation sites scores each layer's own output
+        require_sites(record, sites)
     layers = [layer for layer in require_draws(record) if low <= layer.percentile <= high]
     psi = {layer.name: gradient_statistic(layer) for layer in layers}
     layers = [layer for layer in layers if psi[layer.name] is not None]
@@ -84,21 +111,21 @@ def l_swag(record: Record, model, window=(1, PERC_BINS), pairing: str = "feeding
         raise ProxyFailure(f"no layer in the window [{low}, {high}] has a gradient that varies between draws")
 
     if pairing == "bins":
-        pairs = _bin_sums(record, layers, psi)
+        pairs = _bin_sums(sites, layers, psi)
         if not pairs:
             raise ProxyFailure(f"no percentile bin in [{low}, {high}] has both a layer and an activation site")
     else:
-        pairs = [(psi[layer.name], layer_expressivity(record, layer, pairing)) for layer in layers]
+        pairs = [(psi[layer.name], layer_expressivity(record, layer, pairing, patterns)) for layer in layers]
     if product == "sum":
         return sum(p * lam for p, lam in pairs)
     return sum(p + math.log(lam) for p, lam in pairs)
 
 
-def _bin_sums(record: Record, layers: list[LayerRecord], psi: dict) -> list[tuple[float, float]]:
+def _bin_sums(sites: list[SiteRecord], layers: list[LayerRecord], psi: dict) -> list[tuple[float, float]]:
     psi_of_bin, lambda_of_bin = defaultdict(float), defaultdict(float)
     for layer in layers:
         psi_of_bin[layer.percentile] += psi[layer.name]
-    for site in record.sites:
+    for site in sites:
         lambda_of_bin[site.percentile] += site.patterns
     return [(psi_of_bin[b], lambda_of_bin[b]) for b in sorted(psi_of_bin) if b in lambda_of_bin]
 

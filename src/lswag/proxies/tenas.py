@@ -8,19 +8,32 @@ from __future__ import annotations
 
 import numpy as np
 
+from lswag.errors import LswagError
 from lswag.probe import Record
 from lswag.proxies import ProxyFailure, proxy
 from lswag.proxies.activation import require_sites
 
 
-@proxy("te_ntk_cond", needs={"ntk"})
-def te_ntk_cond(record: Record, model) -> float:
+#: TE-NAS's NTK batch: ``prune_tenas.py --batch_size`` ("batch size for ntk"), default 16
+NTK_SAMPLES = 16
+
+
+def check_samples(samples) -> None:
+    if not isinstance(samples, int) or samples < 2:
+        raise LswagError(f"te_ntk_cond samples must be an integer >= 2, got {samples!r}")
+
+
+@proxy("te_ntk_cond", needs={"ntk"}, validate=check_samples, probe_settings=lambda samples: {"ntk_samples": samples})
+def te_ntk_cond(record: Record, model, samples: int = NTK_SAMPLES) -> float:
     """−λ_max(Θ) / λ_min(Θ): the negative condition number of the empirical NTK (TE-NAS), higher is better.
 
-    Θ_ij = ⟨∂(Σ_c f_c(x_i))/∂θ, ∂(Σ_c f_c(x_j))/∂θ⟩ over the probe's batch (B × B), θ every
-    parameter whose name contains ``weight`` (Conv, Linear, norm scales), one backward per sample
-    through the whole-batch forward in train mode, as TE-NAS's ``get_ntk_n`` (``train_mode=True``,
-    one batch of real images). Eigenvalues by ``eigvalsh`` in float64. TE-NAS maps a NaN condition
+    Θ_ij = ⟨∂(Σ_c f_c(x_i))/∂θ, ∂(Σ_c f_c(x_j))/∂θ⟩ over the first ``samples`` examples of the
+    probe's batch (all of it when smaller; TE-NAS's default NTK batch is 16), θ every parameter
+    whose name contains ``weight`` (Conv, Linear, norm scales), one backward per sample through
+    the forward of those examples together in train mode, as TE-NAS's ``get_ntk_n``
+    (``train_mode=True``, one batch of real images). The cost grows with ``samples``: one backward
+    per sample, and a ``samples`` × #weights gradient matrix in memory. Eigenvalues by ``eigvalsh``
+    in float64. TE-NAS maps a NaN condition
     number to 1e5; here a singular or indefinite Θ (λ_min ≤ 0, e.g. an output that does not depend on
     the weights, or a batch larger than the number of weights) and NaN are failures with the reason.
     """
