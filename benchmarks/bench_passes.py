@@ -8,6 +8,11 @@ patch 4 on 32×32, batch 8) it measures, in one run on this machine:
 * the whole zoo fused in one ``evaluate`` call (passes shared), and proxy-by-proxy (the sum of
   the proxies alone, which is what running each reference implementation separately costs).
 
+Then, for a ViT of AutoFormer-Small's size (embed 384, depth 13, 6 heads, MLP ratio 4, patch 16,
+224×224, 1000 classes: 23.8M parameters) at batch 8, the floor, l_swag, the two heavy proxies
+(grasp, te_ntk_cond) and the fused zoo, each in a fresh process whose peak resident memory is
+reported (``--skip-large`` leaves this out; it takes a few minutes).
+
 Times are medians of ``--repeats`` runs; the ratios are to the floor measured in the same run.
 
     python benchmarks/bench_passes.py --repeats 3
@@ -15,6 +20,8 @@ Times are medians of ``--repeats`` runs; the ratios are to the floor measured in
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import resource
 import statistics
 import time
 
@@ -86,10 +93,43 @@ def measure(label: str, model: nn.Module, batch: Batch, repeats: int) -> None:
     print(f"  {'zoo one by one':<18} {sum(alone.values()) / base:7.2f}   (sum of the proxies alone)")
 
 
+def autoformer_small_sized() -> tuple[nn.Module, Batch]:
+    torch.manual_seed(0)
+    model = SmallViT(dim=384, depth=13, heads=6, patch=16, size=224, classes=1000)
+    return model, lswag.load_batch("gaussian", batch_size=8, image_size=224, num_classes=1000)
+
+
+def _large_child(what: str, threads: int, repeats: int, queue) -> None:
+    torch.set_num_threads(threads)
+    model, batch = autoformer_small_sized()
+    names = proxies.names() if what == "zoo fused" else [what]
+    run = (lambda: floor(model, batch)) if what == "floor" else (lambda: evaluate(model, batch, names))
+    run()                                                   # warm-up
+    seconds = median_seconds(run, repeats)
+    queue.put((seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20))   # KiB -> GiB
+
+
+def measure_large(threads: int, repeats: int) -> None:
+    context = multiprocessing.get_context("spawn")
+    results = {}
+    for what in ("floor", "l_swag", "grasp", "te_ntk_cond", "zoo fused"):
+        queue = context.Queue()
+        child = context.Process(target=_large_child, args=(what, threads, repeats, queue))
+        child.start()
+        results[what] = queue.get()
+        child.join()
+    base = results["floor"][0]
+    print(f"\nViT of AutoFormer-Small's size (23.8M parameters), batch 8, 224x224: floor {base:.2f} s; "
+          "costs in floors, peak resident memory of a fresh process")
+    for what, (seconds, peak) in results.items():
+        print(f"  {what:<18} {seconds / base:7.2f}   peak {peak:5.2f} GiB")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--skip-large", action="store_true", help="leave out the AutoFormer-Small-sized ViT")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, medians of {args.repeats}")
@@ -100,6 +140,8 @@ def main():
     torch.manual_seed(0)
     measure("small ViT (dim 192, depth 4), batch 8, 32x32", SmallViT(),
             lswag.load_batch("gaussian", batch_size=8, image_size=32), args.repeats)
+    if not args.skip_large:
+        measure_large(args.threads, max(1, args.repeats // 2))
 
 
 if __name__ == "__main__":

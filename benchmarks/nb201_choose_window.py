@@ -37,16 +37,17 @@ def main():
     parser.add_argument("csvs", nargs="+", type=Path)
     parser.add_argument("--pairing", default="feeding")
     parser.add_argument("--product", default="sum")
+    parser.add_argument("--patterns", default="draws", help="where Λ is counted: draws or batch")
     args = parser.parse_args()
     tables = [load(p) for p in args.csvs]
-    names = {w: variant_name(w, args.pairing, args.product) for w in WINDOWS}
+    names = {w: variant_name(w, args.pairing, args.product, args.patterns) for w in WINDOWS}
 
     def mean_rho(window, halves):
         return np.mean([rho(cols[names[window]], truth, half) for (truth, cols), half in zip(tables, halves)])
 
     everything = [np.arange(len(t[0])) for t in tables]
     ranked = sorted(WINDOWS, key=lambda w: mean_rho(w, everything), reverse=True)
-    print(f"pairing={args.pairing} product={args.product}; rho per file: {', '.join(p.stem for p in args.csvs)}")
+    print(f"pairing={args.pairing} product={args.product} patterns={args.patterns}; rho per file: {', '.join(p.stem for p in args.csvs)}")
     for window in ranked[:8] + [(1, 10)]:
         per_file = [rho(cols[names[window]], truth, idx) for (truth, cols), idx in zip(tables, everything)]
         print(f"  [{window[0]},{window[1]}] mean {mean_rho(window, everything):.3f}  "

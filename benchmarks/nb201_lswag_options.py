@@ -1,7 +1,7 @@
-"""Measure L-SWAG's open choices (window, pairing, product) and the other proxies on real NB201 truth.
+"""Measure L-SWAG's open choices (window, pairing, product, pattern pass) and other proxies on real NB201 truth.
 
 One probe per cell records everything; every proxy and every L-SWAG variant (all 55 windows
-[p1, p2] x 3 pairings x 2 products) is computed from that one record, so the variants are
+[p1, p2] x 3 pairings x 2 products x 2 pattern passes) is computed from that one record, so the variants are
 compared on identical passes. The cells are those ``lswag bench`` draws with the same ``--n`` and
 ``--seed`` (:func:`lswag.bench.sample_archs` over the ground truth), so the default variant's
 column reproduces the bench's l_swag score cell for cell. Rows are appended to ``--out`` as they are computed and a rerun
@@ -10,6 +10,8 @@ L-SWAG variants against ``--metric``.
 
     python benchmarks/nb201_lswag_options.py --n 300 --data npz:../shared/images/cifar10_sample.npz \
         --metric cifar10_test_acc_200ep --out runs/nb201_c10.csv
+
+``--baselines none`` leaves the other proxies out (only L-SWAG's passes run).
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from lswag.benchmarks import load_truth
 from lswag.layers import WINDOWS
 from lswag import proxies as registry
 from lswag.proxies import Failure
-from lswag.proxies.lswag import PAIRINGS, PRODUCTS
+from lswag.proxies.lswag import PAIRINGS, PATTERN_PASSES, PRODUCTS
 
 TRUTH = Path(__file__).resolve().parents[1].parent / "shared/benchmarks/nasbench201/nb201_groundtruth.csv"
 BASELINES = ["zico", "swap", "nwot", "synflow", "grad_norm", "snip", "params", "flops"]
@@ -57,8 +59,11 @@ def append_row(path: Path, values: list) -> None:
         os.fsync(f.fileno())
 
 
-def variant_name(window, pairing, product):
-    return f"l_swag[{window[0]}-{window[1]},{pairing},{product}]"
+VARIANTS = list(itertools.product(WINDOWS, PAIRINGS, PRODUCTS, PATTERN_PASSES))
+
+
+def variant_name(window, pairing, product, patterns):
+    return f"l_swag[{window[0]}-{window[1]},{pairing},{product},{patterns}]"
 
 
 def main():
@@ -71,18 +76,23 @@ def main():
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--baselines", default=",".join(BASELINES),
+                        help="comma-separated proxies to score beside L-SWAG, or none")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    baselines = [] if args.baselines == "none" else args.baselines.split(",")
 
     truth = load_truth(args.truth, space="nb201", metric=args.metric)
     space = lswag.spaces.get("nb201")
     batch = lswag.load_batch(args.data, batch_size=args.batch_size, seed=args.seed, image_size=args.image_size)
-    columns = ["arch", "truth", "seconds_probe"] + BASELINES + [
-        variant_name(w, pa, pr) for w, pa, pr in itertools.product(WINDOWS, PAIRINGS, PRODUCTS)]
+    columns = ["arch", "truth", "seconds_probe"] + baselines + [variant_name(*v) for v in VARIANTS]
     done = open_rows(args.out, columns)
 
-    needs = set().union(*(registry.get(n).needs for n in BASELINES + ["l_swag"]))
+    l_swag = registry.get("l_swag")
+    needs = set().union(*(registry.get(n).needs for n in baselines), *(
+        l_swag.needs_for({"pairing": pairing, "patterns": patterns})
+        for pairing, patterns in itertools.product(PAIRINGS, PATTERN_PASSES)))
     for arch in tqdm(sample_archs(truth.archs(), space, args.n, args.seed), desc="cells"):
         text = space.format(arch)
         if text in done:
@@ -91,11 +101,11 @@ def main():
         start = time.perf_counter()
         record = probe.record(model, batch, needs)
         row = {"arch": text, "truth": truth.value(arch), "seconds_probe": time.perf_counter() - start}
-        for name in BASELINES:
+        for name in baselines:
             row[name] = registry.compute(name, record, model)[0]
-        for window, pairing, product in itertools.product(WINDOWS, PAIRINGS, PRODUCTS):
-            row[variant_name(window, pairing, product)] = registry.compute(
-                "l_swag", record, model, window=window, pairing=pairing, product=product)[0]
+        for window, pairing, product, patterns in VARIANTS:
+            row[variant_name(window, pairing, product, patterns)] = registry.compute(
+                "l_swag", record, model, window=window, pairing=pairing, product=product, patterns=patterns)[0]
         append_row(args.out, ["" if isinstance(row[c], Failure) else row[c] for c in columns])
     report(args.out)
 
@@ -111,26 +121,28 @@ def report(path: Path):
         return spearmanr(values, truth).statistic, sum(1 for r in rows if not r[column])
 
     print(f"{len(rows)} cells, {path}")
-    for name in BASELINES:
+    baselines = [c for c in rows[0] if c not in ("arch", "truth", "seconds_probe") and not c.startswith("l_swag[")]
+    for name in baselines:
         value, failures = rho(name)
         print(f"  {name:<10} rho={value:.3f}  failures={failures}")
     default = tuple(lswag.spaces.get("nb201").proxy_defaults["l_swag"]["window"])
-    for pairing, product in itertools.product(PAIRINGS, PRODUCTS):
-        value, failures = rho(variant_name(default, pairing, product))
-        print(f"  l_swag NB201 window [{default[0]},{default[1]}] {pairing:<8} {product:<4} rho={value:.3f} "
-              f"failures={failures}")
+    for pairing, product, patterns in itertools.product(PAIRINGS, PRODUCTS, PATTERN_PASSES):
+        value, failures = rho(variant_name(default, pairing, product, patterns))
+        print(f"  l_swag NB201 window [{default[0]},{default[1]}] {pairing:<8} {product:<4} {patterns:<5} "
+              f"rho={value:.3f} failures={failures}")
     results = []
-    for window, pairing, product in itertools.product(WINDOWS, PAIRINGS, PRODUCTS):
-        value, failures = rho(variant_name(window, pairing, product))
-        results.append((value, window, pairing, product, failures))
-    for pairing, product in itertools.product(PAIRINGS, PRODUCTS):
-        value, failures = rho(variant_name((1, 10), pairing, product))
-        single = [rho(variant_name((p, p), pairing, product))[0] for p in range(1, 11)]
-        print(f"  l_swag all layers {pairing:<8} {product:<4} rho={value:.3f} failures={failures}; "
+    for window, pairing, product, patterns in VARIANTS:
+        value, failures = rho(variant_name(window, pairing, product, patterns))
+        results.append((value, window, pairing, product, patterns, failures))
+    for pairing, product, patterns in itertools.product(PAIRINGS, PRODUCTS, PATTERN_PASSES):
+        value, failures = rho(variant_name((1, 10), pairing, product, patterns))
+        single = [rho(variant_name((p, p), pairing, product, patterns))[0] for p in range(1, 11)]
+        print(f"  l_swag all layers {pairing:<8} {product:<4} {patterns:<5} rho={value:.3f} failures={failures}; "
               f"single percentiles: {' '.join(f'{s:.2f}' for s in single)}")
     print("  best windows:")
-    for value, window, pairing, product, failures in sorted(results, reverse=True)[:10]:
-        print(f"    [{window[0]},{window[1]}] {pairing:<8} {product:<4} rho={value:.3f} failures={failures}")
+    for value, window, pairing, product, patterns, failures in sorted(results, reverse=True)[:10]:
+        print(f"    [{window[0]},{window[1]}] {pairing:<8} {product:<4} {patterns:<5} rho={value:.3f} "
+              f"failures={failures}")
 
 
 if __name__ == "__main__":

@@ -92,7 +92,7 @@ class LayerRecord:
 
     name: str
     kind: str
-    weight: torch.Tensor                      # detached copy of the weight at probe time
+    weight: torch.Tensor                      # the weight at probe time (of the probe's private copy of the model)
     percentile: int                           # ceil(10 l / L), 1..10
     input_site: int | None = None             # index of the activation site whose output it consumed
     next_site: int | None = None              # first activation site executed after it
@@ -904,7 +904,7 @@ def _assemble(recorder: _Recorder, batch, gradients, draws, loss_value, seconds,
         layers.append(LayerRecord(
             name=name,
             kind=type(info["module"]).__name__,
-            weight=info["module"].weight.detach().clone(),
+            weight=info["module"].weight.detach(),   # the private copy: nothing changes it after the probe
             percentile=percentile(position, len(recorder.layer_order)),
             input_site=paired.get("input_site"),
             next_site=pairing.next_site(name) if pairing else None,
