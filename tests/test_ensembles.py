@@ -295,6 +295,46 @@ def test_az_components_on_stem_and_strided_blocks():
     assert value(net, batch, "az_complexity") == value(net, batch, "flops")
 
 
+class Residual(nn.Module):
+    def __init__(self, channels, stride=1):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride, 1)
+        self.skip = nn.AvgPool2d(stride) if stride > 1 else nn.Identity()
+
+    def forward(self, x):
+        return torch.relu(self.conv(x)) + self.skip(x)
+
+
+class Staged(nn.Module):
+    """torchvision's ResNet layout: a stem of leaf modules, then stage containers of residual blocks."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4))
+        self.layer1 = nn.Sequential(Residual(4), Residual(4))
+        self.layer2 = nn.Sequential(Residual(4, 2), Residual(4))
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(self.layer2(self.layer1(self.stem(x))).mean((2, 3)))
+
+
+def test_az_blocks_span_every_stage_container():
+    torch.manual_seed(12)
+    net = Staged()
+    assert [name for name, _ in probe.block_containers(net)] == ["layer1", "layer2"]
+    x = randn(6, 2, 8, 8, seed=15)
+    rec = probe.record(net, make_batch(x), {"blocks"})
+    assert rec.block_container == "layer1, layer2"
+    assert [b.name for b in rec.blocks] == ["input of layer1.0", "layer1.0", "layer1.1", "layer2.0", "layer2.1"]
+    # the kept maps are the blocks' outputs: the last one's entropy by hand
+    with torch.no_grad():
+        last = net.train().layer2(net.layer1(net.stem(x))).double().numpy()
+    assert rec.blocks[-1].entropy == pytest.approx(entropy(map_rows(last)), rel=1e-7)
+    # the stem holds only leaf modules, so a plain container of leaves is no stage
+    assert [name for name, _ in probe.block_containers(StemBlocks())] == ["blocks"]
+
+
 def test_az_failures_with_reasons():
     batch = make_batch(randn(8, 4, seed=15))
     torch.manual_seed(11)

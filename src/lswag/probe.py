@@ -33,7 +33,7 @@ is left exactly as it was (parameters, buffers, train/eval mode, requires_grad, 
   width of the logits (their last axis).
 * ``features`` pass (need ``blocks``), forward on the whole batch + one vector-Jacobian product per
   pair of consecutive blocks: AZ-NAS's per-block statistics (:class:`BlockRecord`). The blocks are
-  the children of one container, found by :func:`block_container`.
+  the children of one container or of a network's stage containers, found by :func:`block_containers`.
 * ``ntk`` pass, forward of the first S examples (``ntk_samples``, default all) + S backward: the
   empirical NTK Θ = G Gᵀ (S × S, float64), row b of G the gradient of Σ_c logits[b, c] with
   respect to every parameter whose name contains ``weight`` (TE-NAS).
@@ -176,7 +176,7 @@ class Record:
     input_jacobian: torch.Tensor | None = None  # (B, D): ∂(Σ logits)/∂x, each sample's row flattened
     output_width: int | None = None           # size of the logits' last axis (classes), jacobian pass
     blocks: list[BlockRecord] | None = None   # ``features`` pass: the block feature maps, in execution order
-    block_container: str | None = None        # qualified name of the container whose children are the blocks
+    block_container: str | None = None        # qualified names of the containers whose children are the blocks
     ntk: np.ndarray | None = None             # ``ntk`` pass: B x B float64 empirical NTK
     seconds: dict[str, float] = field(default_factory=dict)  # wall time of each pass
     #: the ``output`` callable given to :func:`record`, if any (see :meth:`logits`)
@@ -706,36 +706,46 @@ def _input_jacobian(net, recorder: _Recorder, batch: Batch, output) -> tuple[tor
     return grad.detach().reshape(x.shape[0], -1), width
 
 
-def block_container(net: nn.Module) -> tuple[str, nn.Module] | None:
-    """The container whose children are AZ-NAS's blocks, as (qualified name, module), or None.
+def _is_container(module: nn.Module) -> bool:
+    return isinstance(module, (nn.Sequential, nn.ModuleList)) and len(module) >= 2
 
-    It is the shallowest ``nn.Sequential`` or ``nn.ModuleList`` with at least two children (depth =
-    number of name components, the model itself being 0); among equally shallow ones the one with
-    the most children, then the first in ``named_modules()`` order. On NB201's TinyNetwork it is
-    ``cells`` (stem, cells, lastact, pooling, classifier), on a ViT its list of transformer blocks,
-    on a plain ``nn.Sequential`` the model itself. A network built differently (e.g. torchvision's
-    ResNet, whose blocks sit in four stage containers) gets only the blocks of that one container.
+
+def block_containers(net: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The containers whose children are AZ-NAS's blocks, as (qualified name, module), in
+    ``named_modules()`` order; empty when the network has none.
+
+    Stages first: the shallowest ``nn.Sequential``/``nn.ModuleList`` with at least two children
+    that are all composite modules (modules with children of their own; depth = number of name
+    components, the model itself being 0), every one of them at that depth -- torchvision's ResNet
+    gives its four stages ``layer1``..``layer4``, so its blocks are all its residual blocks in
+    order. Without such a container, the shallowest container with at least two children of any
+    kind, the one with the most children when several are equally shallow (then the first): on
+    NB201's TinyNetwork ``cells`` (its stem and last activation hold only leaf modules), on a ViT
+    its list of transformer blocks, on a plain ``nn.Sequential`` the model itself.
     """
-    best = None
-    for name, module in net.named_modules():
-        if isinstance(module, (nn.Sequential, nn.ModuleList)) and len(module) >= 2:
-            key = (name.count(".") + 1 if name else 0, -len(module))
-            if best is None or key < best[0]:
-                best = (key, name, module)
-    return None if best is None else (best[1], best[2])
+    containers = [(name.count(".") + 1 if name else 0, name, module) for name, module in net.named_modules()
+                  if _is_container(module)]
+    stages = [c for c in containers if all(any(True for _ in child.children()) for child in c[2].children())]
+    if stages:
+        shallowest = min(depth for depth, _, _ in stages)
+        return [(name, module) for depth, name, module in stages if depth == shallowest]
+    if not containers:
+        return []
+    _, name, module = min(containers, key=lambda c: (c[0], -len(c[2])))
+    return [(name, module)]
 
 
 class _BlockCapture:
-    """Hooks that keep the feature maps of one container's children (removed on exit).
+    """Hooks that keep the feature maps of the containers' children (removed on exit).
 
     Each child call's tensor output (2-D or more, floating-point) is kept as it is and a clone is
     handed on to the rest of the network, so that no later in-place operation can alter the kept map
-    or its place in the graph; when the container is not the model itself, the input of its first
-    call (the stem's output) is kept the same way.
+    or its place in the graph; unless the first container is the model itself, the input of its
+    first call (the stem's output) is kept the same way.
     """
 
-    def __init__(self, name: str, container: nn.Module, is_root: bool):
-        self.name, self.container, self.is_root = name, container, is_root
+    def __init__(self, containers: list[tuple[str, nn.Module]], net: nn.Module):
+        self.containers, self.keep_input = containers, containers[0][1] is not net
         self.features: list[tuple[str, torch.Tensor]] = []
 
     @staticmethod
@@ -746,11 +756,12 @@ class _BlockCapture:
     def hooks(self):
         self.features = []
         with contextlib.ExitStack() as stack:
-            for child_name, child in self.container.named_children():
-                qualified = f"{self.name}.{child_name}" if self.name else child_name
-                if not self.is_root:
-                    stack.callback(child.register_forward_pre_hook(self._pre_hook(qualified)).remove)
-                stack.callback(child.register_forward_hook(self._post_hook(qualified)).remove)
+            for name, container in self.containers:
+                for child_name, child in container.named_children():
+                    qualified = f"{name}.{child_name}" if name else child_name
+                    if self.keep_input:
+                        stack.callback(child.register_forward_pre_hook(self._pre_hook(qualified)).remove)
+                    stack.callback(child.register_forward_hook(self._post_hook(qualified)).remove)
             yield
 
     def _pre_hook(self, qualified):
@@ -829,11 +840,11 @@ def _block_records(net, recorder: _Recorder, batch: Batch) -> tuple[list[BlockRe
     later map from a CPU generator seeded with :data:`RADEMACHER_SEED` (``randint(0, 2) * 2 − 1``)
     and its vector-Jacobian product G_in = ∂⟨map_i, G_out⟩/∂map_{i−1}; a map the later one does not
     depend on gets G_in = 0."""
-    found = block_container(net)
-    if found is None:
+    containers = block_containers(net)
+    if not containers:
         return [], None
-    name, container = found
-    capture = _BlockCapture(name, container, is_root=container is net)
+    name = ", ".join(n or "the model" for n, _ in containers)
+    capture = _BlockCapture(containers, net)
     with recorder.hooks(), capture.hooks():
         net(batch.x)
     features = capture.features

@@ -4,8 +4,8 @@ Each is a per-network proxy; AZ-NAS itself ranks a *pool* of networks on all fou
 ln(rank / N) -- that is :func:`lswag.ensembles.az_nas`, which takes the table of these values.
 
 The first three read the probe's ``features`` pass (:class:`lswag.probe.BlockRecord`): the maps
-are the input of the first block and the output of every block of one container
-(:func:`lswag.probe.block_container`; on NB201 the stem output and the 17 cell outputs, exactly
+are the input of the first block and the output of every block (:func:`lswag.probe.block_containers`:
+one container's children, or every stage's; on NB201 the stem output and the 17 cell outputs, exactly
 AZ-NAS's ``extract_cell_features``). Conventions checked against the authors' code
 (cvlab-yonsei/AZ-NAS, ``NB201/ZeroShotProxy/compute_az_nas_score.py``): expressivity of a map is
 the entropy of the eigenvalue shares of its channel covariance over (sample, position) rows;
