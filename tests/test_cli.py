@@ -250,6 +250,12 @@ def test_proxies(capsys):
     assert sorted(listed) == proxies.names()
     for key, default in proxies.get("l_swag").defaults.items():
         assert f"{key}={default!r}" in listed["l_swag"]
+    # each proxy's cost class is that of the most expensive pass it runs
+    costs = {"l2_norm": "weights only", "nwot": "forward", "zen": "forward", "l_swag": "forward+backward",
+             "synflow": "forward+backward", "tcet": "forward+backward", "grasp": "double backward",
+             "te_ntk_cond": "one backward per sample"}
+    for name, cost in costs.items():
+        assert f"[cost: {cost}; passes: " in listed[name], listed[name]
 
 
 def test_version():

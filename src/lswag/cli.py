@@ -130,7 +130,8 @@ def _cmd_proxies(args) -> None:
         options = ", ".join(f"{k}={v!r}" for k, v in entry.defaults.items())
         passes = sorted({PASS_OF_NEED[need] for need in entry.needs}) + ([f"own: {entry.own_pass}"] if entry.own_pass else [])
         passes = ", ".join(passes) or "none (weights only)"
-        print(f"{name:<{width}}  {entry.summary}  [passes: {passes}]" + (f"  [options: {options}]" if options else ""))
+        print(f"{name:<{width}}  {entry.summary}  [cost: {entry.cost}; passes: {passes}]"
+              + (f"  [options: {options}]" if options else ""))
 
 
 def _cmd_demo(args) -> None:

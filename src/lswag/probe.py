@@ -74,6 +74,12 @@ PASS_OF_NEED = {"patterns": "patterns", "kernel": "patterns", "union": "patterns
                 "draw_patterns": "draws", "draw_layer_outputs": "draws",
                 "hessian": "hessian", "input_jacobian": "jacobian", "blocks": "features", "ntk": "ntk"}
 NEEDS = frozenset(PASS_OF_NEED)
+#: cost classes, cheapest first: what the most expensive pass a proxy needs does to the network
+COST_CLASSES = ("weights only", "forward", "forward+backward", "double backward", "one backward per sample")
+#: each pass's cost class
+PASS_COST = {"patterns": "forward", "gradient": "forward+backward", "draws": "forward+backward",
+             "jacobian": "forward+backward", "features": "forward+backward", "hessian": "double backward",
+             "ntk": "one backward per sample"}
 #: weight initialisations a network can be scored with (METHOD.md §1); "given" keeps its own weights
 INITS = ("given", "kaiming", "normal")
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)

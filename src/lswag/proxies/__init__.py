@@ -20,7 +20,7 @@ from typing import Any, Callable
 import torch.nn as nn
 
 from lswag.errors import LswagError, unknown_choice
-from lswag.probe import Record
+from lswag.probe import COST_CLASSES, PASS_COST, PASS_OF_NEED, Record
 
 
 class ProxyFailure(Exception):
@@ -48,6 +48,13 @@ class Proxy:
     needs_of: Callable[..., set[str]] | None = None  # needs as a function of the options, when they depend on them
     #: keyword settings of :func:`lswag.probe.record` its options call for (e.g. te_ntk_cond's ``ntk_samples``)
     settings_of: Callable[..., dict[str, Any]] | None = None
+    own_cost: str | None = None  # the cost class (:data:`lswag.probe.COST_CLASSES`) of its own pass
+
+    @property
+    def cost(self) -> str:
+        """Its cost class with the default options: that of the most expensive pass it needs."""
+        classes = [PASS_COST[PASS_OF_NEED[need]] for need in self.needs] + [self.own_cost or "weights only"]
+        return max(classes, key=COST_CLASSES.index)
 
     def needs_for(self, options: dict[str, Any]) -> frozenset[str]:
         """What the proxy needs from the probe with ``options`` (the defaults completing them)."""
@@ -74,21 +81,25 @@ _REGISTRY: dict[str, Proxy] = {}
 
 
 def proxy(name: str, needs: set[str] | frozenset[str] | Callable[..., set[str]] = frozenset(),
-          validate: Callable[..., None] | None = None, own_pass: str | None = None,
+          validate: Callable[..., None] | None = None, own_pass: tuple[str, str] | None = None,
           probe_settings: Callable[..., dict[str, Any]] | None = None):
     """Register ``function(record, model, **options) -> float`` under ``name``.
 
     ``needs`` is a set of :data:`lswag.probe.NEEDS`, or a function of the proxy's options returning
     one when an option changes what the probe must record. ``validate(**options)``, when given,
     raises :class:`LswagError` on a bad option value, so that a typo is reported before the network
-    runs. ``own_pass`` describes the pass a proxy runs itself on a differently configured copy of
-    the model (synflow, zen, flops), which no other proxy shares. ``probe_settings(**options)``
+    runs. ``own_pass`` is (description, cost class) of the pass a proxy runs itself on a differently
+    configured copy of the model (synflow, zen, flops), which no other proxy shares. ``probe_settings(**options)``
     returns the keyword settings of :func:`lswag.probe.record` that the options call for.
     """
     def decorate(function):
         needs_of = needs if callable(needs) else None
+        description, own_cost = own_pass or (None, None)
+        if own_cost is not None and own_cost not in COST_CLASSES:
+            raise unknown_choice("cost class", own_cost, COST_CLASSES)
         entry = Proxy(name, function, frozenset() if needs_of else frozenset(needs),
-                      function.__module__.rsplit(".", 1)[-1], validate, own_pass, needs_of, probe_settings)
+                      function.__module__.rsplit(".", 1)[-1], validate, description, needs_of, probe_settings,
+                      own_cost)
         if needs_of:
             entry = replace(entry, needs=entry.needs_for({}))
         _REGISTRY[name] = entry

@@ -92,7 +92,7 @@ def az_trainability(record: Record, model) -> float:
     return sum(terms) / len(terms)
 
 
-@proxy("az_complexity", own_pass="1-sample forward, FLOP counter")
+@proxy("az_complexity", own_pass=("1-sample forward, FLOP counter", "forward"))
 def az_complexity(record: Record, model) -> float:
     """FLOPs (multiply-accumulates of one sample, in millions): AZ-NAS's complexity, the same value as ``flops``.
 

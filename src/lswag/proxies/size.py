@@ -17,7 +17,7 @@ def params(record, model) -> float:
     return sum(p.numel() for p in model.parameters()) / 1e6
 
 
-@proxy("flops", own_pass="1-sample forward, FLOP counter")
+@proxy("flops", own_pass=("1-sample forward, FLOP counter", "forward"))
 def flops(record, model) -> float:
     """Multiply-accumulates of one sample's forward pass, in millions (the NAS benchmarks' "flops").
 

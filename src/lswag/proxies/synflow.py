@@ -46,7 +46,7 @@ def synflow_saliency(model: nn.Module, input_shape, device=None, pick_logits=log
             for name, m in net.named_modules() if isinstance(m, LAYER_TYPES) and m.weight.grad is not None}
 
 
-@proxy("synflow", own_pass="1-sample float64 |w| forward+backward, BN off")
+@proxy("synflow", own_pass=("1-sample float64 |w| forward+backward, BN off", "forward+backward"))
 def synflow(record, model) -> float:
     """ln Σ |w ⊙ ∂R/∂w|, R = Σ f(1) of the BN-free |w| network in float64 (SynFlow; NAS-Bench-Suite-Zero)."""
     saliency = synflow_saliency(model, record.batch.x.shape[1:], record.batch.x.device, record.logits)

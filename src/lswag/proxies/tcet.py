@@ -21,7 +21,7 @@ def saliency_snr(saliency: torch.Tensor) -> float:
     return total if sigma == 0 else total / sigma
 
 
-@proxy("tcet", needs={"layer_kernels"}, own_pass="1-sample float64 |w| forward+backward, BN off")
+@proxy("tcet", needs={"layer_kernels"}, own_pass=("1-sample float64 |w| forward+backward, BN off", "forward+backward"))
 def tcet(record: Record, model) -> float:
     """Σ_l lnwot_l · SNR_l over Conv/Linear layers (T-CET: layer-wise NWOT times the SNR of the SynFlow saliency).
 

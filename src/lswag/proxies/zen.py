@@ -151,7 +151,7 @@ def _check_zen(repeats, mixup_gamma, bn_statistic, feature, seed) -> None:
         raise LswagError(f"zen seed must be an integer, got {seed!r}")
 
 
-@proxy("zen", validate=_check_zen, own_pass="N(0,1) re-init, 2 Gaussian forwards per repeat")
+@proxy("zen", validate=_check_zen, own_pass=("N(0,1) re-init, 2 Gaussian forwards per repeat", "forward"))
 def zen(record, model, repeats: int = 1, mixup_gamma: float = 1e-2, bn_statistic: str = "running",
         feature: str = "auto", seed: int = 0) -> float:
     """ln E_b‖f(x) − f(x + γε)‖₁ + Σ_BN ln sqrt(mean_c σ²_c), f before global pooling (Zen-NAS; NAS-Bench-Suite-Zero).
