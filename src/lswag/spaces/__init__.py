@@ -7,6 +7,7 @@ need to know which space they are working on.
 from __future__ import annotations
 
 import abc
+import random
 from typing import Any, Hashable, Iterator
 
 import torch.nn as nn
@@ -29,6 +30,8 @@ class SearchSpace(abc.ABC):
     num_classes: int
     #: proxy options measured to suit this space (e.g. L-SWAG's depth window); user options win
     proxy_defaults: dict[str, dict[str, Any]] = {}
+    #: the task loss the benchmark trained with (a name of :data:`lswag.losses.LOSSES`)
+    loss: str = "cross_entropy"
 
     @abc.abstractmethod
     def parse(self, text: str) -> Hashable:
@@ -49,6 +52,14 @@ class SearchSpace(abc.ABC):
     @abc.abstractmethod
     def sample(self, n: int, seed: int = 0) -> list[Hashable]:
         """``n`` distinct architectures drawn uniformly at random; the same seed gives the same list."""
+
+    @abc.abstractmethod
+    def mutate(self, arch: Hashable, rng: random.Random) -> Hashable:
+        """A random neighbour of ``arch`` (the space's search mutation), drawn from ``rng``."""
+
+    @abc.abstractmethod
+    def crossover(self, first: Hashable, second: Hashable, rng: random.Random) -> Hashable:
+        """A child of two architectures (the space's search crossover), drawn from ``rng``."""
 
     @abc.abstractmethod
     def build(self, arch: Hashable, num_classes: int | None = None, seed: int | None = None,
@@ -75,6 +86,6 @@ def names() -> list[str]:
     return sorted(_SPACES)
 
 
-from lswag.spaces import nb201  # noqa: E402  (registers itself)
+from lswag.spaces import autoformer, nb201  # noqa: E402  (register themselves)
 
-__all__ = ["SearchSpace", "get", "names", "register", "nb201"]
+__all__ = ["SearchSpace", "get", "names", "register", "autoformer", "nb201"]

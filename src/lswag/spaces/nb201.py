@@ -337,6 +337,17 @@ class NB201Space(SearchSpace):
         cells = _lexicographic_cells()
         return [cells[i] for i in random.Random(seed).sample(range(NUM_ARCHS), n)]
 
+    def mutate(self, arch: Any, rng: random.Random) -> Cell:
+        """The cell with one edge, drawn uniformly, given another op, drawn uniformly."""
+        ops = list(self.parse(arch))
+        edge = rng.randrange(len(EDGES))
+        ops[edge] = rng.choice([op for op in OPS if op != ops[edge]])
+        return Cell(*ops)
+
+    def crossover(self, first: Any, second: Any, rng: random.Random) -> Cell:
+        """Each edge's op from either parent with probability ½."""
+        return Cell(*(a if rng.random() < 0.5 else b for a, b in zip(self.parse(first), self.parse(second))))
+
     def index_of(self, arch: Any) -> int:
         """The official NB201 / NATS-Bench index of ``arch``."""
         return self.parse(arch).index
