@@ -728,7 +728,18 @@ def block_containers(net: nn.Module) -> list[tuple[str, nn.Module]]:
     kind, the one with the most children when several are equally shallow (then the first): on
     NB201's TinyNetwork ``cells`` (its stem and last activation hold only leaf modules), on a ViT
     its list of transformer blocks, on a plain ``nn.Sequential`` the model itself.
+
+    A model can name its block containers itself with a ``block_containers`` attribute (qualified
+    names), as lswag's TransNAS-Bench-101 networks name their encoder's modules (the rules above
+    would pick the decoder).
     """
+    named = getattr(net, "block_containers", None)
+    if named is not None:
+        modules = dict(net.named_modules())
+        missing = [name for name in named if name not in modules]
+        if missing:
+            raise LswagError(f"block_containers names {', '.join(missing)}, which the model does not have")
+        return [(name, modules[name]) for name in named]
     containers = [(name.count(".") + 1 if name else 0, name, module) for name, module in net.named_modules()
                   if _is_container(module)]
     stages = [c for c in containers if all(any(True for _ in child.children()) for child in c[2].children())]
@@ -760,7 +771,7 @@ class _BlockCapture:
 
     @contextlib.contextmanager
     def hooks(self):
-        self.features = []
+        self.features, self.input_kept = [], False
         with contextlib.ExitStack() as stack:
             for name, container in self.containers:
                 for child_name, child in container.named_children():
@@ -772,15 +783,17 @@ class _BlockCapture:
 
     def _pre_hook(self, qualified):
         def hook(module, inputs):
-            if self.features or not inputs or not self._usable(inputs[0]):
+            if self.features or self.input_kept or not inputs or not self._usable(inputs[0]):
                 return None
             self.features.append((f"input of {qualified}", inputs[0]))
+            self.input_kept = True
             return (inputs[0].clone(), *inputs[1:])
         return hook
 
     def _post_hook(self, qualified):
         def hook(module, inputs, output):
-            if not self._usable(output):
+            # a block called again (a Siamese network's shared encoder) is kept on its first call only
+            if not self._usable(output) or any(name == qualified for name, _ in self.features):
                 return None
             self.features.append((qualified, output))
             return output.clone()

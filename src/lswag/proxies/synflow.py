@@ -52,5 +52,6 @@ def synflow(record, model) -> float:
     saliency = synflow_saliency(model, record.batch.x.shape[1:], record.batch.x.device, record.logits)
     total = sum(float(s.sum()) for s in saliency.values())
     if total == 0:
-        raise ProxyFailure("synflow is 0: the output does not depend on any Conv/Linear weight")
+        raise ProxyFailure("synflow is 0: no Conv/Linear weight gets a gradient (no input-output path, "
+                           "or an output that saturates, such as Tanh, on the all-ones input)")
     return math.log(total)

@@ -86,6 +86,6 @@ def names() -> list[str]:
     return sorted(_SPACES)
 
 
-from lswag.spaces import autoformer, darts, nb101, nb201  # noqa: E402  (register themselves)
+from lswag.spaces import autoformer, darts, nb101, nb201, tnb101  # noqa: E402  (register themselves)
 
-__all__ = ["SearchSpace", "get", "names", "register", "autoformer", "darts", "nb101", "nb201"]
+__all__ = ["SearchSpace", "get", "names", "register", "autoformer", "darts", "nb101", "nb201", "tnb101"]
