@@ -240,8 +240,12 @@ def test_score_on_gaussian(capsys):
 
 def test_spaces(capsys):
     out = run_main(capsys, "spaces")
-    (line,) = [l for l in out.splitlines() if l.split()[0] == "nb201"]
-    assert "15625" in line.split()
+    sizes = {line.split()[0]: line.split()[1] for line in out.splitlines()}
+    assert sizes == {"nb201": "15,625", "nb101": "423,624", "darts": f"{(180 * 8 ** 8) ** 2:,}",
+                     "nb301": f"{(180 * 7 ** 8) ** 2:,}", "tnb101_micro": "4,096", "tnb101_macro": "3,256",
+                     "autoformer-t": f"{sum(3 * 4 ** d for d in (12, 13, 14)):,}",
+                     "autoformer-s": f"{sum(3 * 9 ** d for d in (12, 13, 14)):,}",
+                     "autoformer-b": f"{sum(3 * 6 ** d for d in (14, 15, 16)):,}"}
 
 
 def test_proxies(capsys):

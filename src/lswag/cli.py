@@ -118,9 +118,10 @@ def _cmd_layers(args) -> None:
 
 
 def _cmd_spaces(args) -> None:
+    width = max(map(len, spaces.names()))
     for name in spaces.names():
         space = spaces.get(name)
-        print(f"{name:<8} {space.size():>8} architectures  {space.description}")
+        print(f"{name:<{width}}  {space.size():>25,} architectures  {space.description}")
 
 
 def _cmd_proxies(args) -> None:
