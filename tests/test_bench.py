@@ -134,6 +134,24 @@ def test_workers_give_the_same_results(tmp_path):
     assert strip == table(tmp_path / "two.sqlite") and len(strip) == 12
 
 
+def test_pool_ensembles_are_reported_when_their_components_are_scored(tmp_path):
+    from lswag.ensembles import AZ_NAS, TE_NAS, combine
+
+    truth = truth_file(tmp_path)
+    reports = run_bench(config(truth, proxies=AZ_NAS + TE_NAS, batch_size=4,
+                               options={"te_ntk_cond": {"samples": 4}}), tmp_path / "s.sqlite", progress=False)
+    by_name = {r.proxy: r for r in reports}
+    assert set(by_name) == set(AZ_NAS + TE_NAS) | {"az_nas", "te_nas"}
+    archs = by_name["az_nas"].archs
+    for name, components in (("az_nas", AZ_NAS), ("te_nas", TE_NAS)):
+        pool = {arch: {c: by_name[c].scores[i] for c in components} for i, arch in enumerate(archs)}
+        assert by_name[name].scores == [combine(name, pool)[arch] for arch in archs]
+    # with a component missing, no ensemble row
+    partial = run_bench(config(truth, proxies=("te_ntk_cond",), batch_size=4, options={"te_ntk_cond": {"samples": 4}}),
+                        tmp_path / "s.sqlite", progress=False)
+    assert [r.proxy for r in partial] == ["te_ntk_cond"]
+
+
 def test_ray_gives_the_same_results(tmp_path):
     pytest.importorskip("ray", reason="Ray is the optional extra lswag[ray]; install it to test the Ray executor")
     truth = truth_file(tmp_path)

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from lswag import __version__, plots, spaces
 from lswag.benchmarks import load_truth
 from lswag.data import Batch, load_batch
+from lswag.ensembles import ENSEMBLES, combine
 from lswag.errors import LswagError, unknown_choice
 from lswag.probe import INITS
 from lswag.scoring import resolve_proxies, score_architecture, space_options
@@ -168,7 +169,8 @@ def _ray_tasks(ray, space: str, batch: Batch, tasks: list[tuple], stop: bool) ->
 
 def run_bench(config: BenchConfig, store_path, *, workers: int = 1, executor: str = "local",
               ray_address: str | None = None, progress: bool = True) -> list[ProxyReport]:
-    """Score what the store lacks, then correlate every proxy with the ground truth.
+    """Score what the store lacks, then correlate every proxy with the ground truth; when all the
+    components of AZ-NAS or TE-NAS are among the proxies, their pool combination is reported too.
 
     ``executor="local"`` scores in this process (``workers=1``) or a process pool of
     ``workers``; ``executor="ray"`` sends the architectures to Ray (a local instance of
@@ -212,7 +214,9 @@ def run_bench(config: BenchConfig, store_path, *, workers: int = 1, executor: st
             store.add(arch, [(name, settings[name], value, seconds) for name, value, seconds in scored], peak)
             bar.update()
         bar.close()
-        return [_report(name, store.results(name, settings[name]), archs, truth, space) for name in names]
+        stored = {name: store.results(name, settings[name]) for name in names}
+    reports = [_report(name, stored[name], archs, truth, space) for name in names]
+    return reports + _ensemble_reports(stored, archs, truth, space)
 
 
 def _report(name, stored, archs, truth, space) -> ProxyReport:
@@ -220,6 +224,22 @@ def _report(name, stored, archs, truth, space) -> ProxyReport:
     accuracy = [truth.value(space.parse(arch)) for arch in archs]
     seconds = sum(stored[arch].seconds for arch in archs) / len(archs)
     return ProxyReport(name, correlate(scores, accuracy), seconds, scores, accuracy, archs)
+
+
+def _ensemble_reports(stored: dict, archs: list[str], truth, space) -> list[ProxyReport]:
+    """AZ-NAS and TE-NAS over the sampled pool (:mod:`lswag.ensembles`), when all their components
+    were scored; their seconds are the components' summed (an upper bound: they share passes)."""
+    reports = []
+    for name, (_, components) in ENSEMBLES.items():
+        if components is None or not set(components) <= set(stored):
+            continue
+        table = {arch: {c: stored[c][arch].value for c in components} for arch in archs}
+        combined = combine(name, table)
+        scores = [combined[arch] for arch in archs]
+        accuracy = [truth.value(space.parse(arch)) for arch in archs]
+        seconds = sum(stored[c][arch].seconds for c in components for arch in archs) / len(archs)
+        reports.append(ProxyReport(name, correlate(scores, accuracy), seconds, scores, accuracy, archs))
+    return reports
 
 
 TABLE_COLUMNS = ["benchmark", "proxy", "n", "failures", "spearman", "spearman_low", "spearman_high",
