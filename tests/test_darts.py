@@ -8,12 +8,10 @@ import pytest
 import torch
 
 import lswag
-from lswag.data import Batch
 from lswag.errors import LswagError
-from lswag.proxies import Failure
 from lswag.spaces.darts import DARTS_V2, NB301_OPS, NODES, Genotype
 
-from conftest import shared_file
+from conftest import class_labels, shared_file, zoo_failures
 
 DARTS = lswag.spaces.get("darts")
 NB301 = lswag.spaces.get("nb301")
@@ -92,11 +90,7 @@ def test_sampling_mutation_and_crossover_keep_two_distinct_inputs_per_node():
 
 
 def test_the_zoo_scores_a_small_darts_network():
-    model = NB301.build(DARTS_V2, C=4, layers=5, seed=0)
-    generator = torch.Generator().manual_seed(0)
-    batch = Batch(torch.randn(6, 3, 32, 32, generator=generator), torch.arange(6) % 10, 10, "gaussian")
-    results = lswag.score(model, batch, "all", options={"te_ntk_cond": {"samples": 4}})
-    assert not {name: str(v) for name, v in results.items() if isinstance(v, Failure)}
+    assert not zoo_failures(NB301.build(DARTS_V2, C=4, layers=5, seed=0), class_labels(10), 10)
 
 
 @pytest.mark.realdata

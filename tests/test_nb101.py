@@ -11,12 +11,10 @@ import pytest
 import torch
 
 import lswag
-from lswag.data import Batch
 from lswag.errors import LswagError
-from lswag.proxies import Failure
 from lswag.spaces.nb101 import Spec, vertex_channels
 
-from conftest import shared_file
+from conftest import class_labels, shared_file, zoo_failures
 
 NB101 = lswag.spaces.get("nb101")
 #: NAS-Bench-101's README example: conv1x1, three conv3x3 and a maxpool
@@ -114,11 +112,7 @@ def test_enumeration_starts_with_the_smallest_cells():
 
 
 def test_the_zoo_scores_a_small_nb101_network():
-    model = NB101.build(EXAMPLE, stem_channels=8, seed=0)
-    generator = torch.Generator().manual_seed(0)
-    batch = Batch(torch.randn(6, 3, 32, 32, generator=generator), torch.arange(6) % 10, 10, "gaussian")
-    results = lswag.score(model, batch, "all", options={"te_ntk_cond": {"samples": 4}})
-    assert not {name: str(v) for name, v in results.items() if isinstance(v, Failure)}
+    assert not zoo_failures(NB101.build(EXAMPLE, stem_channels=8, seed=0), class_labels(10), 10)
 
 
 @pytest.mark.realdata

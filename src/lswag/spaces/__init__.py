@@ -7,12 +7,15 @@ need to know which space they are working on.
 from __future__ import annotations
 
 import abc
+import json
+import numbers
 import random
-from typing import Any, Hashable, Iterator
+from typing import Any, Callable, Hashable, Iterator
 
+import torch
 import torch.nn as nn
 
-from lswag.errors import unknown_choice
+from lswag.errors import LswagError, unknown_choice
 
 
 class SearchSpace(abc.ABC):
@@ -67,6 +70,34 @@ class SearchSpace(abc.ABC):
         """The network of ``arch`` at random initialisation (seeded when ``seed`` is given)."""
 
 
+def check_int(value: Any, what: str, minimum: int = 0, maximum: int | None = None) -> int:
+    """``value`` as an int, or a one-line error naming ``what`` and the range it must lie in."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum
+            or (maximum is not None and value > maximum)):
+        bound = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
+        raise LswagError(f"{what} must be an integer {bound}, got {value!r}")
+    return int(value)
+
+
+def seeded(seed: int | None, make: Callable[[], nn.Module]) -> nn.Module:
+    """``make()``; with ``seed``, its weights depend only on the seed, and the global RNG is left as it was."""
+    if seed is None:
+        return make()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return make()
+
+
+def decoded(text: Any, what: str) -> Any:
+    """``text`` parsed as JSON when it is the text of a JSON object, else ``text`` unchanged."""
+    if isinstance(text, str) and text.strip().startswith("{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as error:
+            raise LswagError(f"{what} is not valid JSON: {error}") from None
+    return text
+
+
 _SPACES: dict[str, SearchSpace] = {}
 
 
@@ -88,4 +119,4 @@ def names() -> list[str]:
 
 from lswag.spaces import autoformer, darts, nb101, nb201, tnb101  # noqa: E402  (register themselves)
 
-__all__ = ["SearchSpace", "get", "names", "register", "autoformer", "darts", "nb101", "nb201", "tnb101"]
+__all__ = ["SearchSpace", "check_int", "decoded", "get", "names", "register", "seeded", "autoformer", "darts", "nb101", "nb201", "tnb101"]

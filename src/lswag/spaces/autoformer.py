@@ -28,7 +28,6 @@ AutoFormer's own config dict (``{"embed_dim": 384, "layer_num": 13, "mlp_ratio":
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import numbers
 import random
@@ -39,7 +38,7 @@ import torch
 import torch.nn as nn
 
 from lswag.errors import LswagError
-from lswag.spaces import SearchSpace, register
+from lswag.spaces import SearchSpace, check_int, decoded, register, seeded
 
 HEAD_DIM = 64
 MAX_RELATIVE_POSITION = 14
@@ -205,11 +204,7 @@ class AutoFormerSpace(SearchSpace):
         config dict (or its JSON text); every value must lie in the grid."""
         if isinstance(text, ViTConfig):
             return self.validate(text.embed_dim, text.mlp_ratio, text.num_heads)
-        if isinstance(text, str) and text.strip().startswith("{"):
-            try:
-                text = json.loads(text)
-            except json.JSONDecodeError as error:
-                raise LswagError(f"{self.name} config is not valid JSON: {error}") from None
+        text = decoded(text, f"{self.name} config")
         if isinstance(text, dict):
             return self._from_dict(text)
         if not isinstance(text, str):
@@ -277,8 +272,7 @@ class AutoFormerSpace(SearchSpace):
         """``n`` distinct configs from AutoFormer's sampler (uniform depth first, so not uniform over
         the set, which is almost all maximal depth), kept when their parameter count lies in
         [``min_params``, ``max_params``] (e.g. 21e6 and 23e6, the budget of the paper's searches)."""
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
-            raise LswagError(f"{self.name} sample size must be an integer >= 0, got {n!r}")
+        check_int(n, f"{self.name} sample size")
         rng, found, tries = random.Random(seed), {}, 0
         while len(found) < n:
             tries += 1
@@ -338,13 +332,10 @@ class AutoFormerSpace(SearchSpace):
         weights depend only on the seed and the global RNG is left as is."""
         config = self.parse(arch)
         classes = self.num_classes if num_classes is None else num_classes
-        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < PATCH or image_size % PATCH:
+        if check_int(image_size, f"{self.name} image_size", PATCH) % PATCH:
             raise LswagError(f"{self.name} image_size must be a multiple of {PATCH}, got {image_size!r}")
-        if seed is None:
-            return AutoFormerViT(config, classes, image_size, self.grid.head_dim)
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            return AutoFormerViT(config, classes, image_size, self.grid.head_dim)
+        return seeded(seed, lambda: AutoFormerViT(config, check_int(classes, "num_classes", 1), image_size,
+                                                  self.grid.head_dim))
 
 
 SPACES = {key: register(AutoFormerSpace(key)) for key in GRIDS}

@@ -30,7 +30,6 @@ from __future__ import annotations
 import ast
 import itertools
 import math
-import numbers
 import random
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -39,7 +38,7 @@ import torch
 import torch.nn as nn
 
 from lswag.errors import LswagError
-from lswag.spaces import SearchSpace, register
+from lswag.spaces import SearchSpace, check_int, register, seeded
 
 PRIMITIVES = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
               "dil_conv_3x3", "dil_conv_5x5")
@@ -209,12 +208,6 @@ def _node_of(position: int) -> int:
     return 2 + position // 2
 
 
-def _int(value: Any, what: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise LswagError(f"{what} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 class DartsSpace(SearchSpace):
     input_shape = (3, 32, 32)
     num_classes = 10
@@ -313,7 +306,7 @@ class DartsSpace(SearchSpace):
 
     def sample(self, n: int, seed: int = 0) -> list[Genotype]:
         """``n`` distinct genotypes, NAS-Bench-301's way: each node two distinct inputs, ops uniform."""
-        n = _int(n, f"{self.name} sample size", 0)
+        n = check_int(n, f"{self.name} sample size")
         rng, found = random.Random(seed), {}
         while len(found) < n:
             found.setdefault(Genotype(self._random_cell(rng), self._random_cell(rng)), None)
@@ -353,14 +346,10 @@ class DartsSpace(SearchSpace):
         (NAS-Bench-Suite-Zero's ``params`` column counts that model). With ``seed``, weights depend
         only on the seed."""
         genotype = self.parse(arch)
-        classes = _int(self.num_classes if num_classes is None else num_classes, "num_classes", 1)
-        C = _int(self.default_C if C is None else C, f"{self.name} initial channels C", 2)
-        layers = _int(self.default_layers if layers is None else layers, f"{self.name} layers", 3)
-        if seed is None:
-            return NetworkCIFAR(genotype, C, classes, layers, auxiliary, affine)
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            return NetworkCIFAR(genotype, C, classes, layers, auxiliary, affine)
+        classes = check_int(self.num_classes if num_classes is None else num_classes, "num_classes", 1)
+        C = check_int(self.default_C if C is None else C, f"{self.name} initial channels C", 2)
+        layers = check_int(self.default_layers if layers is None else layers, f"{self.name} layers", 3)
+        return seeded(seed, lambda: NetworkCIFAR(genotype, C, classes, layers, auxiliary, affine))
 
 
 DARTS = register(DartsSpace("darts", PRIMITIVES, C=36, layers=20, description=(

@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import math
-import numbers
 import random
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -37,7 +35,7 @@ import torch
 import torch.nn as nn
 
 from lswag.errors import LswagError
-from lswag.spaces import SearchSpace, register
+from lswag.spaces import SearchSpace, check_int, decoded, register, seeded
 
 OPS = ("conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3")
 MAX_VERTICES = 7
@@ -214,11 +212,7 @@ class NB101Space(SearchSpace):
         ``matrix`` (or ``adjacency``) and ``ops``, or from a (matrix, ops) pair; invalid specs raise."""
         if isinstance(text, Spec):
             return self.validate(text.matrix, text.ops)
-        if isinstance(text, str) and text.strip().startswith("{"):
-            try:
-                text = json.loads(text)
-            except json.JSONDecodeError as error:
-                raise LswagError(f"nb101 spec is not valid JSON: {error}") from None
+        text = decoded(text, "nb101 spec")
         if isinstance(text, dict):
             matrix = text.get("matrix", text.get("adjacency"))
             if matrix is None or "ops" not in text:
@@ -310,8 +304,7 @@ class NB101Space(SearchSpace):
     def sample(self, n: int, seed: int = 0) -> list[Spec]:
         """``n`` cells of distinct hashes, NASLib's way: a random upper-triangular 7×7 matrix and
         random interior ops, redrawn until valid."""
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 0 <= n <= NUM_CELLS:
-            raise LswagError(f"nb101 sample size must be an integer in 0..{NUM_CELLS}, got {n!r}")
+        check_int(n, "nb101 sample size", 0, NUM_CELLS)
         rng, found = random.Random(seed), {}
         while len(found) < n:
             spec = self._random_valid(rng)
@@ -367,16 +360,9 @@ class NB101Space(SearchSpace):
         """NAS-Bench-101's network of ``arch``; ``stem_channels`` scales every width (128 in the
         benchmark). With ``seed``, weights depend only on the seed."""
         spec = self.parse(arch)
-        classes = self.num_classes if num_classes is None else num_classes
-        if isinstance(classes, bool) or not isinstance(classes, numbers.Integral) or classes < 1:
-            raise LswagError(f"num_classes must be an integer >= 1, got {classes!r}")
-        if isinstance(stem_channels, bool) or not isinstance(stem_channels, numbers.Integral) or stem_channels < 1:
-            raise LswagError(f"nb101 stem_channels must be an integer >= 1, got {stem_channels!r}")
-        if seed is None:
-            return NB101Network(spec, classes, stem_channels)
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            return NB101Network(spec, classes, stem_channels)
+        classes = check_int(self.num_classes if num_classes is None else num_classes, "num_classes", 1)
+        stem_channels = check_int(stem_channels, "nb101 stem_channels", 1)
+        return seeded(seed, lambda: NB101Network(spec, classes, stem_channels))
 
 
 SPACE = register(NB101Space())

@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 
 from lswag.errors import LswagError
-from lswag.spaces import SearchSpace, register
+from lswag.spaces import SearchSpace, check_int, register, seeded
 
 #: op names in NB201 order (the order of the lexicographic product behind the official index)
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -279,12 +279,6 @@ class TinyNetwork(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
-def _int_at_least(value: Any, what: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise LswagError(f"NB201 {what} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 class NB201Space(SearchSpace):
     """The NAS-Bench-201 / NATS-Bench topology search space (xautodl ``TinyNetwork``)."""
 
@@ -331,7 +325,7 @@ class NB201Space(SearchSpace):
         return iter(_lexicographic_cells())
 
     def sample(self, n: int, seed: int = 0) -> list[Cell]:
-        n = _int_at_least(n, "sample size", minimum=0)
+        n = check_int(n, "NB201 sample size")
         if n > NUM_ARCHS:
             raise LswagError(f"cannot sample {n} distinct NB201 archs; the space has {NUM_ARCHS}")
         cells = _lexicographic_cells()
@@ -361,15 +355,10 @@ class NB201Space(SearchSpace):
         """The :class:`TinyNetwork` of ``arch``, ``C`` channels in the first stage and ``N`` cells
         per stage. With ``seed``, weights depend only on the seed and the global RNG is left as is."""
         cell = self.parse(arch)
-        num_classes = _int_at_least(self.num_classes if num_classes is None else num_classes,
-                                    "num_classes")
-        C = _int_at_least(C, "width C")
-        N = _int_at_least(N, "cells per stage N", minimum=0)
-        if seed is None:
-            return TinyNetwork(cell, C, N, num_classes)
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            return TinyNetwork(cell, C, N, num_classes)
+        num_classes = check_int(self.num_classes if num_classes is None else num_classes, "NB201 num_classes", 1)
+        C = check_int(C, "NB201 width C", 1)
+        N = check_int(N, "NB201 cells per stage N")
+        return seeded(seed, lambda: TinyNetwork(cell, C, N, num_classes))
 
 
 SPACE = register(NB201Space())

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import numbers
 import random
 import re
 from dataclasses import dataclass
@@ -51,7 +50,7 @@ import torch
 import torch.nn as nn
 
 from lswag.errors import LswagError, unknown_choice
-from lswag.spaces import SearchSpace, register
+from lswag.spaces import SearchSpace, check_int, register, seeded
 
 BASE_CHANNELS = 64
 MICRO_SKELETON = "41414"
@@ -353,8 +352,7 @@ class TNB101Space(SearchSpace):
                 for o in itertools.product(MICRO_OPS, repeat=6))
 
     def sample(self, n: int, seed: int = 0) -> list[str]:
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 0 <= n <= self.size():
-            raise LswagError(f"{self.name} sample size must be an integer in 0..{self.size()}, got {n!r}")
+        check_int(n, f"{self.name} sample size", 0, self.size())
         return random.Random(seed).sample(list(self.enumerate()), n)
 
     def _micro_ops(self, arch: str) -> list[str]:
@@ -408,19 +406,13 @@ class TNB101Space(SearchSpace):
         arch, spec = self.parse(arch), self.task(task)
         outputs = spec.outputs
         if num_classes is not None and task in ("class_object", "class_scene", "jigsaw"):
-            if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
-                raise LswagError(f"num_classes must be an integer >= 1, got {num_classes!r}")
-            outputs = int(num_classes)
+            outputs = check_int(num_classes, "num_classes", 1)
         _, skeleton, cell = arch.split("-")
 
         def make():
             encoder = Encoder(skeleton, None if cell == "basic" else cell, BASE_CHANNELS, bn_compat)
             return TaskNetwork(encoder, spec, outputs, discriminator)
-        if seed is None:
-            return make()
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            return make()
+        return seeded(seed, make)
 
 
 MICRO = register(TNB101Space("micro"))
