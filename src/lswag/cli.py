@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_help = f"input batch source: {', '.join(SOURCES)} (default digits, built in)"
     score = commands.add_parser("score", help="score one architecture with zero-cost proxies")
     score.add_argument("--space", default="nb201", help=f"search space ({', '.join(spaces.names())})")
-    score.add_argument("--arch", required=True, help="architecture (NB201: arch string, NASLib tuple or index)")
+    score.add_argument("--arch", required=True, help="architecture in one of the space's text forms (README, Search spaces)")
     score.add_argument("--proxies", default="l_swag", help="comma-separated proxy names, or 'all'")
     score.add_argument("--data", default="digits", help=data_help)
     score.add_argument("--download", action="store_true", help="download CIFAR into the given path if missing")
