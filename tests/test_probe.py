@@ -18,7 +18,7 @@ import torch.nn as nn
 from lswag import probe
 from lswag.data import Batch
 from lswag.errors import LswagError
-from lswag.probe import NEEDS, count_unique, logits_of, nwot_kernel, pack_patterns, percentile
+from lswag.probe import NEEDS, count_unique, logits_of, nwot_kernel, pack_bytes, percentile, words_of
 
 ACTIVATIONS = {
     "ReLU": lambda: nn.ReLU(),
@@ -70,6 +70,10 @@ def randn(*shape, seed=0):
 
 # --------------------------------------------------------------------------- pack / count
 
+def pack(active):
+    return words_of([pack_bytes(active)])
+
+
 @pytest.mark.parametrize("shape", [(5, 3, 4, 4), (5, 6, 4), (5, 9),          # B = 5
                                    (64, 2, 3, 3), (64, 5, 4), (64, 12),       # B = 64: one full word
                                    (70, 2, 3, 3), (70, 5, 4), (70, 12),       # B = 70: two words
@@ -77,7 +81,7 @@ def randn(*shape, seed=0):
 def test_count_unique_matches_python_set(shape):
     a = randn(*shape, seed=sum(shape))
     active = (a > 0).reshape(shape[0], -1)
-    codes = pack_patterns(active)
+    codes = pack(active)
     assert codes.shape == (active.shape[1], math.ceil(shape[0] / 64))
     assert count_unique(codes) == brute_patterns(a.numpy())
 
@@ -97,7 +101,7 @@ def test_count_unique_sees_every_sample_including_the_last_bits(batch):
     active = np.stack(columns, axis=1)                           # (B, U)
     expected = len({tuple(bool(active[b, u]) for b in range(batch)) for u in range(active.shape[1])})
     assert expected < active.shape[1]                            # duplicates really collapse
-    assert count_unique(pack_patterns(torch.from_numpy(active))) == expected
+    assert count_unique(pack(torch.from_numpy(active))) == expected
 
 
 def test_count_unique_across_unit_blocks():
@@ -106,7 +110,7 @@ def test_count_unique_across_unit_blocks():
     active = rng.random((3, (1 << 16) + 300)) > 0.5
     active[:, -5:] = [[True], [False], [True]]
     expected = len(set(map(tuple, active.T.tolist())))
-    assert count_unique(pack_patterns(torch.from_numpy(active))) == expected
+    assert count_unique(pack(torch.from_numpy(active))) == expected
     kernel = nwot_kernel(torch.from_numpy(active)).numpy()
     hand = (active[:, None, :] == active[None, :, :]).sum(-1)
     np.testing.assert_array_equal(kernel, hand)

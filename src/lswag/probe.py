@@ -243,14 +243,6 @@ def words_of(byte_chunks: list[torch.Tensor]) -> torch.Tensor:
     return packed.T.contiguous().view(torch.int64)
 
 
-def pack_patterns(active: torch.Tensor) -> torch.Tensor:
-    """Pack a (B, U) boolean map into (U, ceil(B/64)) int64 codes: unit u's pattern as bits.
-
-    Two units have the same code exactly when they have the same sample-wise pattern.
-    """
-    return words_of([pack_bytes(active)])
-
-
 def unique_codes(codes: torch.Tensor) -> torch.Tensor:
     """The distinct rows of packed codes (U, W).
 
@@ -447,8 +439,7 @@ class _Patterns:
 class _Recorder:
     """Hooks for one probe run; every handle is removed when the ``hooks`` context exits."""
 
-    def __init__(self, model: nn.Module, needs: frozenset[str]):
-        self.needs = needs
+    def __init__(self, model: nn.Module):
         self.layer_modules = [(n, m) for n, m in model.named_modules() if isinstance(m, LAYER_TYPES)]
         self.site_modules = [(n, m) for n, m in model.named_modules() if isinstance(m, ACTIVATION_TYPES)]
         self.layer_order: list[str] = []          # layer names in first-execution order
@@ -529,11 +520,8 @@ class _Recorder:
 
     def _site_hook(self, name):
         def hook(module, inputs, output):
-            self._record_site(name, type(module).__name__, output)
+            self.patterns.site_output(name, type(module).__name__, output)
         return hook
-
-    def _record_site(self, name: str, kind: str, output) -> None:
-        self.patterns.site_output(name, kind, output)
 
 
 class _FunctionalActivations(TorchFunctionMode):
@@ -550,7 +538,7 @@ class _FunctionalActivations(TorchFunctionMode):
         name = getattr(func, "__name__", "").rstrip("_")
         if name in FUNCTIONAL_ACTIVATIONS:
             self.calls += 1
-            self.recorder._record_site(f"F.{name}#{self.calls}", f"F.{name}", output)
+            self.recorder.patterns.site_output(f"F.{name}#{self.calls}", f"F.{name}", output)
         return output
 
 
@@ -578,7 +566,7 @@ def record(model: nn.Module, batch: Batch, needs: Iterable[str], *, gradient_dra
     batch = Batch(x=batch.x.to(device), y=batch.y.to(device), num_classes=batch.num_classes,
                   source=batch.source)
     net = _private_copy(model)
-    recorder = _Recorder(net, needs)
+    recorder = _Recorder(net)
     seconds: dict[str, float] = {}
     loss_value = None
     gradients: dict[str, torch.Tensor] = {}
