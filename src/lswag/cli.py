@@ -15,6 +15,7 @@ from lswag.data import SOURCES
 from lswag.demo import run_demo
 from lswag.errors import LswagError
 from lswag.layers import analyse_layers, plot_profile
+from lswag.libra import evaluate, read_scores, write_evaluation
 from lswag.plots import heatmap
 from lswag.probe import INITS, PASS_OF_NEED
 from lswag.proxies import Failure
@@ -96,6 +97,22 @@ def _cmd_bench(args) -> None:
 def _cmd_heatmap(args) -> None:
     path = heatmap(read_tables(args.tables), args.out)
     print(f"heatmap written to {path}")
+
+
+def _cmd_libra(args) -> None:
+    table = read_scores(args.scores, metric=args.metric, truth=args.truth, space=args.space,
+                        arch_column=args.arch_column, dataset=args.dataset).sample(args.n, args.seed)
+    options = {"tolerance": args.tolerance, "max_tolerance": args.max_tolerance, "bins": int(args.bins) if args.bins.isdigit() else args.bins,
+               "bias_feature": args.bias, "bias_method": args.bias_method, "combination": args.combination}
+    if args.proxies:
+        options["proxies"] = args.proxies.split(",")
+    evaluation = evaluate(table, calibration=args.calibration, splits=args.splits, seed=args.seed, **options)
+    print(evaluation.libra.explain())
+    print()
+    print(evaluation.table())
+    if args.out:
+        csv_path, figure = write_evaluation(evaluation, args.out)
+        print(f"table written to {csv_path}, figure to {figure}")
 
 
 def _cmd_layers(args) -> None:
@@ -209,6 +226,30 @@ def build_parser() -> argparse.ArgumentParser:
     heat.add_argument("tables", nargs="+", help="correlations.csv files written by lswag bench --out")
     heat.add_argument("--out", required=True, help="PNG file to write")
     heat.set_defaults(run=_cmd_heatmap)
+
+    libra = commands.add_parser("libra", help="choose three complementary proxies (LIBRA) and evaluate them held-out")
+    libra.add_argument("--scores", required=True,
+                       help="proxy scores: a CSV table (one row per arch) or an lswag bench store")
+    libra.add_argument("--truth", help="ground-truth file (default: the --scores table; required for a store)")
+    libra.add_argument("--metric", required=True, help="the truth column used as accuracy")
+    libra.add_argument("--dataset", help="rows to select in tables with a dataset or task column")
+    libra.add_argument("--space", help="parse and join archs with this space (default: as written; nb201 to join)")
+    libra.add_argument("--arch-column", default="arch_str", help="the column with the architecture")
+    libra.add_argument("--proxies", help="comma-separated candidate proxies (default: every numeric column)")
+    libra.add_argument("--n", type=int, help="use a seeded sample of N archs (default: all)")
+    libra.add_argument("--calibration", type=int, default=100, help="archs LIBRA is fitted on in each split")
+    libra.add_argument("--splits", type=int, default=10, help="random calibration/held-out splits")
+    libra.add_argument("--seed", type=int, default=0, help="seed of the sample, the splits and random choices")
+    libra.add_argument("--tolerance", type=float, default=0.1, help="z2/z3 pool: rho within this of z1's")
+    libra.add_argument("--max-tolerance", type=float, default=0.2, help="widen an empty pool up to this")
+    libra.add_argument("--bins", default="sturges", help="discretisation: sturges, suite_zero or a bin count")
+    libra.add_argument("--bias", default="params", help="the bias feature column")
+    libra.add_argument("--bias-method", choices=("rank", "raw"), default="rank",
+                       help="rank: Pearson of ranks (paper); raw: Pearson of values (NAS-Bench-Suite-Zero)")
+    libra.add_argument("--combination", choices=("rank_sum", "product"), default="rank_sum",
+                       help="how z1, z2, z3 are combined")
+    libra.add_argument("--out", help="folder for the comparison table (libra.csv) and bar plot (libra.png)")
+    libra.set_defaults(run=_cmd_libra)
 
     commands.add_parser("spaces", help="list the search spaces").set_defaults(run=_cmd_spaces)
     commands.add_parser("proxies", help="list the proxies and their options").set_defaults(run=_cmd_proxies)

@@ -6,8 +6,8 @@ Algorithm 1, appendix E; ``METHOD.md`` §4):
 1. ``z1`` = the proxy with the highest Spearman ρ with the accuracy.
 2. ``z2`` = among the proxies with ρ ≥ ρ(z1) − tolerance (0.1), the one of lowest information
    gain ``IG(z) = H(y | z1) − H(y | z1, z)`` (:mod:`lswag.info`: equal-width bins, Sturges' count,
-   bits). When no proxy is that close the tolerance is widened in steps of itself, as the
-   paper did (0.2) for two of its tasks.
+   bits). When no proxy is that close the tolerance is widened in steps of itself up to 0.2, as
+   the paper did for two of its tasks; with none even then, LIBRA keeps fewer proxies.
 3. ``z3`` = among the remaining proxies of that pool, the one whose bias is closest to the
    accuracy's own bias ("bias matching"). The bias of a quantity is the Pearson correlation of
    the ranks it induces with the ranks induced by a bias feature (#params by default), i.e.
@@ -291,26 +291,24 @@ def spearman_by_proxy(table: ScoreTable, proxies: Sequence[str]) -> dict[str, fl
     return {p: _spearman(table.columns[p], table.truth) for p in proxies}
 
 
-def tolerance_pool(rho: Mapping[str, float], reference: float, tolerance: float,
-                   exclude: Sequence[str] = ()) -> tuple[list[str], float]:
+def tolerance_pool(rho: Mapping[str, float], reference: float, tolerance: float = 0.1,
+                   max_tolerance: float = 0.2, exclude: Sequence[str] = ()) -> tuple[list[str], float]:
     """Proxies (not in ``exclude``) with ρ ≥ ``reference`` − tol, best first, and the tol used.
 
-    tol starts at ``tolerance`` and grows in steps of ``tolerance`` until the pool is not empty
-    (the paper widened 0.1 to 0.2 for TNB101 micro room layout and macro room layout). An empty
-    pool with the tol reached comes back only when no proxy is left to take.
+    tol starts at ``tolerance`` and grows in steps of ``tolerance`` up to ``max_tolerance`` until
+    the pool is not empty, as the paper widened 0.1 to 0.2 for two tasks (appendix E). Beyond
+    that a proxy is too weak to help, and the pool comes back empty.
     """
-    if tolerance <= 0:
-        raise LswagError(f"tolerance must be positive, got {tolerance}")
+    if not 0 < tolerance <= max_tolerance:
+        raise LswagError(f"need 0 < tolerance <= max tolerance, got {tolerance} and {max_tolerance}")
     rest = {p: r for p, r in rho.items() if p not in exclude and not math.isnan(r)}
-    if not rest:
-        return [], tolerance
-    steps = max(1, math.ceil(round((reference - min(rest.values())) / tolerance, 9)))
-    for step in range(1, steps + 1):
-        used = step * tolerance
+    step, used = 1, tolerance
+    while True:
         pool = sorted((p for p, r in rest.items() if r >= reference - used - 1e-12), key=lambda p: (-rest[p], p))
-        if pool:
+        if pool or used >= max_tolerance - 1e-12:
             return pool, used
-    raise AssertionError("unreachable: the last step includes the lowest ρ")
+        step += 1
+        used = min(step * tolerance, max_tolerance)
 
 
 def information_gains(table: ScoreTable, z1: str, candidates: Sequence[str], bins: str | int = "sturges") -> dict[str, float]:
@@ -349,7 +347,7 @@ class Libra:
     tolerance: float                                  # the tolerance the pool needed
     bins: str | int
     calibration_size: int
-    excluded: dict[str, str] = field(default_factory=dict)   # candidate -> why it could not be chosen
+    notes: tuple[str, ...] = ()                       # candidates left out, roles left empty, and why
 
     @property
     def proxies(self) -> tuple[str, ...]:
@@ -386,28 +384,28 @@ class Libra:
             ig = "     -    " if c.information_gain is None else f"IG {c.information_gain:.3f}b"
             lines.append(f"  {c.role} {c.proxy:<{width}}  rho {c.spearman:+.3f}  {ig}  bias {c.bias:+.3f}  {c.reason}")
         lines.append(f"  combined by {'rank sum' if self.combination == 'rank_sum' else 'product of normalised scores'}")
-        for proxy, why in self.excluded.items():
-            lines.append(f"  not a candidate: {proxy} ({why})")
+        lines.extend(f"  note: {note}" for note in self.notes)
         return "\n".join(lines)
 
 
-def _candidates(table: ScoreTable, proxies: Sequence[str] | None) -> tuple[list[str], dict[str, float], dict[str, str]]:
-    """The usable candidates, their ρ, and why the others are out."""
+def _candidates(table: ScoreTable, proxies: Sequence[str] | None) -> tuple[list[str], dict[str, float], list[str]]:
+    """The usable candidates, their ρ, and notes on why the others are out."""
     names = list(table.proxies if proxies is None else proxies)
     unknown = [p for p in names if p not in table.columns]
     if unknown:
         raise unknown_choice("proxy", unknown[0], table.columns)
     rho = spearman_by_proxy(table, names)
-    excluded = {p: "its Spearman ρ is undefined (constant or all failed)" for p, r in rho.items() if math.isnan(r)}
-    usable = [p for p in names if p not in excluded]
+    usable = [p for p in names if not math.isnan(rho[p])]
+    notes = [f"{p} is no candidate: its Spearman rho is undefined (constant or every value failed)"
+             for p in names if p not in usable]
     if not usable:
-        raise LswagError(f"no proxy of {table.source} has a defined Spearman ρ on these archs")
-    return usable, {p: rho[p] for p in usable}, excluded
+        raise LswagError(f"no proxy of {table.source} has a defined Spearman rho on these archs")
+    return usable, {p: rho[p] for p in usable}, notes
 
 
 def _assemble(table: ScoreTable, picks: Sequence[tuple[str, str, str]], rho: Mapping[str, float], *,
               bias_feature: str, bias_method: str, combination: str, tolerance: float, bins,
-              excluded: Mapping[str, str]) -> Libra:
+              notes: Sequence[str]) -> Libra:
     """A :class:`Libra` of ``picks`` ``(role, proxy, reason)`` with each one's statistics on ``table``."""
     if combination not in COMBINATIONS:
         raise unknown_choice("combination", combination, COMBINATIONS)
@@ -423,18 +421,22 @@ def _assemble(table: ScoreTable, picks: Sequence[tuple[str, str, str]], rho: Map
         finite = values[np.isfinite(values)]
         ranges[proxy] = (float(finite.min()), float(finite.max())) if finite.size else (math.nan, math.nan)
     return Libra(tuple(choices), combination, ranges, bias_feature, bias_method,
-                 bias(table.truth, feature, bias_method), tolerance, bins, len(table), dict(excluded))
+                 bias(table.truth, feature, bias_method), tolerance, bins, len(table), tuple(notes))
 
 
 def fit(table: ScoreTable, *, proxies: Sequence[str] | None = None, tolerance: float = 0.1,
-        bins: str | int = "sturges", bias_feature: str = "params", bias_method: str = "rank",
-        second: str = "min_ig", third: str = "matching", combination: str = "rank_sum", seed: int = 0) -> Libra:
+        max_tolerance: float = 0.2, bins: str | int = "sturges", bias_feature: str = "params",
+        bias_method: str = "rank", second: str = "min_ig", third: str = "matching", combination: str = "rank_sum",
+        seed: int = 0) -> Libra:
     """Choose z1, z2, z3 on ``table`` (the calibration archs) and return the fitted :class:`Libra`.
 
+    The z2 pool is every proxy with ρ within ``tolerance`` of z1's, widened up to
+    ``max_tolerance`` when empty (:func:`tolerance_pool`); z3 comes from the same pool less z2.
+    When the pool has no proxy left, LIBRA keeps fewer proxies and its notes say so.
     ``second``: ``min_ig`` (LIBRA) or ``max_ig`` (an ablation of the paper's Tab. 4a).
     ``third``: ``matching`` (LIBRA: bias closest to the accuracy's), ``minimisation`` (smallest
     |bias|, NAS-Bench-Suite-Zero's bias mitigation), ``random`` (seeded) or ``none`` (two proxies),
-    the paper's Tab. 4b. z3 comes from the z2 pool less z2 (widened if that leaves nothing).
+    the paper's Tab. 4b.
     """
     if second not in SECOND_RULES:
         raise unknown_choice("z2 rule", second, SECOND_RULES)
@@ -442,37 +444,45 @@ def fit(table: ScoreTable, *, proxies: Sequence[str] | None = None, tolerance: f
         raise unknown_choice("z3 rule", third, THIRD_RULES)
     if bias_feature not in table.columns:
         raise unknown_choice("bias feature", bias_feature, table.columns)
-    usable, rho, excluded = _candidates(table, proxies)
+    usable, rho, notes = _candidates(table, proxies)
     z1 = min(usable, key=lambda p: (-rho[p], p))
     picks = [("z1", z1, f"highest Spearman rho of {len(usable)} proxies")]
-    pool, used = tolerance_pool(rho, rho[z1], tolerance, exclude=[z1])
-    if pool:
+    pool, used = tolerance_pool(rho, rho[z1], tolerance, max_tolerance, exclude=[z1])
+    threshold = f"rho >= {rho[z1] - used:.3f} (tolerance {used:g})"
+    if not pool:
+        notes.append(f"no z2: no other proxy has {threshold}")
+    else:
         gains = information_gains(table, z1, pool, bins)
-        pick = min if second == "min_ig" else max
-        z2 = pick(pool, key=lambda p: (gains[p], -rho[p], p) if second == "min_ig" else (gains[p], rho[p], p))
+        if second == "min_ig":
+            z2 = min(pool, key=lambda p: (gains[p], -rho[p], p))
+        else:
+            z2 = max(pool, key=lambda p: (gains[p], rho[p], p))
         word = "lowest" if second == "min_ig" else "highest"
-        picks.append(("z2", z2, f"{word} IG given {z1} among {len(pool)} proxies with rho >= "
-                                f"{rho[z1] - used:.3f} (tolerance {used:g})"))
-        if third != "none":
-            # the z2 pool less z2, or, when that is empty, the next proxies down by rho
-            rest, used_z3 = tolerance_pool(rho, rho[z1], tolerance, exclude=[z1, z2])
-            if rest:
-                feature_bias = bias(table.truth, table.columns[bias_feature], bias_method)
-                biases = {p: bias(table.columns[p], table.columns[bias_feature], bias_method) for p in rest}
-                defined = [p for p in rest if not math.isnan(biases[p])] or rest
-                if third == "matching":
-                    z3 = min(defined, key=lambda p: (abs(biases[p] - feature_bias), -rho[p], p))
-                    reason = f"bias closest to the accuracy's ({feature_bias:+.3f})"
-                elif third == "minimisation":
-                    z3 = min(defined, key=lambda p: (abs(biases[p]), -rho[p], p))
-                    reason = "smallest |bias|"
-                else:
-                    z3 = rest[np.random.default_rng(seed).integers(len(rest))]
-                    reason = f"drawn at random (seed {seed})"
-                picks.append(("z3", z3, f"{reason} among the {len(rest)} remaining proxies with rho >= "
-                                        f"{rho[z1] - used_z3:.3f}"))
+        picks.append(("z2", z2, f"{word} IG given {z1} of {_proxies(len(pool))} with {threshold}"))
+        rest = [p for p in pool if p != z2]
+        if third != "none" and not rest:
+            notes.append(f"no z3: no proxy besides z2 has {threshold}")
+        elif third != "none":
+            feature = table.columns[bias_feature]
+            accuracy_bias = bias(table.truth, feature, bias_method)
+            biases = {p: bias(table.columns[p], feature, bias_method) for p in rest}
+            defined = [p for p in rest if not math.isnan(biases[p])] or rest
+            if third == "matching":
+                z3 = min(defined, key=lambda p: (abs(biases[p] - accuracy_bias), -rho[p], p))
+                reason = f"bias closest to the accuracy's ({accuracy_bias:+.3f})"
+            elif third == "minimisation":
+                z3 = min(defined, key=lambda p: (abs(biases[p]), -rho[p], p))
+                reason = "smallest |bias|"
+            else:
+                z3 = rest[np.random.default_rng(seed).integers(len(rest))]
+                reason = f"drawn at random (seed {seed})"
+            picks.append(("z3", z3, f"{reason} of the {_proxies(len(rest))} left with {threshold}"))
     return _assemble(table, picks, rho, bias_feature=bias_feature, bias_method=bias_method,
-                     combination=combination, tolerance=used, bins=bins, excluded=excluded)
+                     combination=combination, tolerance=used, bins=bins, notes=notes)
+
+
+def _proxies(count: int) -> str:
+    return f"{count} {'proxy' if count == 1 else 'proxies'}"
 
 
 def pair_by_type(table: ScoreTable, kind: str, *, proxies: Sequence[str] | None = None, seed: int = 0,
@@ -480,7 +490,7 @@ def pair_by_type(table: ScoreTable, kind: str, *, proxies: Sequence[str] | None 
     """The paper's Tab. 4a pairs, combined by rank sum: ``free`` (the two best gradient-free proxies),
     ``based`` (the two best gradient-based), ``free+based`` (the best of each) or ``random`` (two drawn
     with ``seed``). None when the table lacks the proxies of that kind."""
-    usable, rho, excluded = _candidates(table, proxies)
+    usable, rho, notes = _candidates(table, proxies)
     best = sorted(usable, key=lambda p: (-rho[p], p))
     free = [p for p in best if p in GRADIENT_FREE]
     based = [p for p in best if p in GRADIENT_BASED]
@@ -499,7 +509,7 @@ def pair_by_type(table: ScoreTable, kind: str, *, proxies: Sequence[str] | None 
         return None
     picks = [("z1", pair[0], why), ("z2", pair[1], why)]
     return _assemble(table, picks, rho, bias_feature=bias_feature, bias_method=bias_method, combination="rank_sum",
-                     tolerance=math.nan, bins=bins, excluded=excluded)
+                     tolerance=math.nan, bins=bins, notes=notes)
 
 
 # ----------------------------------------------------------------------------------------------
