@@ -256,6 +256,12 @@ def test_read_scores_joins_an_lswag_store_with_its_truth(tmp_path):
     assert table.columns["params"].tolist() == [0.0, 0.5, 1.0, 1.5] and table.truth.tolist() == [10, 11, 12, 13]
     with pytest.raises(LswagError, match="give --truth"):
         read_scores(tmp_path / "runs.sqlite", metric="acc")
+    with Store(tmp_path / "runs.sqlite", "nb201") as store:  # snip again, on other data
+        store.add(archs[0], [("snip", {"data": "other"}, 9.0, 0.1)])
+    with pytest.raises(LswagError, match=r"snip under 2 settings \(data: None, other; s: 1, None\); choose one with --setting"):
+        read_scores(tmp_path / "runs.sqlite", truth=tmp_path / "truth.csv", metric="acc")
+    chosen = read_scores(tmp_path / "runs.sqlite", truth=tmp_path / "truth.csv", metric="acc", setting={"s": "1"})
+    assert chosen.columns["snip"].tolist() == [0.0, 1.0, 2.0, 3.0]
 
 
 def test_cli_prints_the_choices_and_the_comparison_and_writes_csv_and_plot(tmp_path, capsys):

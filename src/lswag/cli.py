@@ -99,9 +99,17 @@ def _cmd_heatmap(args) -> None:
     print(f"heatmap written to {path}")
 
 
+def _split_setting(text: str) -> tuple[str, str]:
+    key, equals, value = text.partition("=")
+    if not equals or not key:
+        raise LswagError(f"a setting is KEY=VALUE (e.g. data=digits), got {text!r}")
+    return key, value
+
+
 def _cmd_libra(args) -> None:
     table = read_scores(args.scores, metric=args.metric, truth=args.truth, space=args.space,
-                        arch_column=args.arch_column, dataset=args.dataset).sample(args.n, args.seed)
+                        arch_column=args.arch_column, dataset=args.dataset,
+                        setting=dict(_split_setting(text) for text in args.setting)).sample(args.n, args.seed)
     options = {"tolerance": args.tolerance, "max_tolerance": args.max_tolerance, "bins": int(args.bins) if args.bins.isdigit() else args.bins,
                "bias_feature": args.bias, "bias_method": args.bias_method, "combination": args.combination}
     if args.proxies:
@@ -236,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     libra.add_argument("--space", help="parse and join archs with this space (default: as written; nb201 to join)")
     libra.add_argument("--arch-column", default="arch_str", help="the column with the architecture")
     libra.add_argument("--proxies", help="comma-separated candidate proxies (default: every numeric column)")
+    libra.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
+                       help="store: keep results computed with this setting, e.g. data=digits (repeatable)")
     libra.add_argument("--n", type=int, help="use a seeded sample of N archs (default: all)")
     libra.add_argument("--calibration", type=int, default=100, help="archs LIBRA is fitted on in each split")
     libra.add_argument("--splits", type=int, default=10, help="random calibration/held-out splits")

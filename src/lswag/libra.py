@@ -29,6 +29,7 @@ suite's −1e8) are NaN here; they rank last and have their own information bin.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import sqlite3
 import warnings
@@ -164,34 +165,45 @@ def _is_store(path: Path) -> bool:
         return f.read(16) == b"SQLite format 3\x00"
 
 
-def _read_store(path: Path):
+def _read_store(path: Path, setting: Mapping[str, str]):
     """``(space, {proxy: {arch text: value}})`` of an ``lswag bench`` store, failures as NaN.
 
-    A proxy scored under several settings takes the settings with the most architectures
-    (then the latest), so one store gives one column per proxy.
+    ``setting`` keeps the results whose settings have those values (``{"data": "npz:..."}``,
+    compared as text); a proxy with none is left out. A proxy still scored under several
+    settings is an error that names the settings that differ, so columns never mix data.
     """
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         meta = dict(db.execute("SELECT key, value FROM meta"))
         if meta.get("format") != STORE_FORMAT:
             raise LswagError(f"{path} is an SQLite file but not an lswag store")
-        chosen = {}
-        for proxy, settings, count, created in db.execute(
-                "SELECT proxy, settings_id, COUNT(*), MAX(created) FROM results GROUP BY proxy, settings_id"):
-            if proxy not in chosen or (count, created) > chosen[proxy][1:]:
-                chosen[proxy] = (settings, count, created)
+        options: dict[str, list[tuple[str, dict]]] = {}
+        for proxy, settings_id, settings in db.execute(
+                "SELECT DISTINCT proxy, settings_id, settings FROM results ORDER BY proxy, settings_id"):
+            parsed = json.loads(settings)
+            if all(str(parsed.get(key)) == value for key, value in setting.items()):
+                options.setdefault(proxy, []).append((settings_id, parsed))
         scores = {}
-        for proxy, (settings, _, _) in sorted(chosen.items()):
-            rows = db.execute("SELECT arch, value FROM results WHERE proxy=? AND settings_id=?", (proxy, settings))
+        for proxy, found in options.items():
+            if len(found) > 1:
+                keys = sorted({k for _, a in found for k in a if len({json.dumps(b.get(k)) for _, b in found}) > 1})
+                values = "; ".join(f"{k}: " + ", ".join(sorted({str(b.get(k)) for _, b in found})) for k in keys)
+                raise LswagError(f"{path} holds {proxy} under {len(found)} settings ({values}); "
+                                 f"choose one with --setting KEY=VALUE")
+            rows = db.execute("SELECT arch, value FROM results WHERE proxy=? AND settings_id=?", (proxy, found[0][0]))
             scores[proxy] = {arch: math.nan if value is None else float(value) for arch, value in rows}
         db.close()
     except sqlite3.DatabaseError as error:
         raise LswagError(f"cannot read lswag store {path}: {error}") from None
+    if not scores:
+        wanted = ", ".join(f"{k}={v}" for k, v in setting.items())
+        raise LswagError(f"{path} holds no results" + (f" with {wanted}" if wanted else ""))
     return meta["space"], scores
 
 
 def read_scores(scores: str | Path, *, metric: str, truth: str | Path | None = None, space: str | None = None,
-                arch_column: str = "arch_str", dataset: str | None = None) -> ScoreTable:
+                arch_column: str = "arch_str", dataset: str | None = None,
+                setting: Mapping[str, str] | None = None) -> ScoreTable:
     """The :class:`ScoreTable` of a CSV score table or an ``lswag bench`` store, with the truth ``metric``.
 
     * CSV, ``truth`` None or the same file: the metric is a column of the table; every other
@@ -203,7 +215,8 @@ def read_scores(scores: str | Path, *, metric: str, truth: str | Path | None = N
       not candidates.
     * an ``lswag bench`` store: its space parses the archs, ``truth`` (required) is read with
       :func:`lswag.benchmarks.load_truth`; the candidates are the store's proxies, kept on the
-      architectures that have all of them and a truth value.
+      architectures that have all of them and a truth value. ``setting`` selects among results
+      computed under different settings (:func:`_read_store`).
     """
     scores = Path(scores)
     if not scores.is_file():
@@ -212,7 +225,7 @@ def read_scores(scores: str | Path, *, metric: str, truth: str | Path | None = N
     if _is_store(scores):
         if same_file:
             raise LswagError(f"{scores} is an lswag store: give --truth, the ground-truth file of its archs")
-        store_space, by_proxy = _read_store(scores)
+        store_space, by_proxy = _read_store(scores, setting or {})
         space_obj = spaces.get(store_space)
         ground = load_truth(truth, space=store_space, metric=metric, arch_column=arch_column, dataset=dataset)
         complete = set.intersection(*(set(v) for v in by_proxy.values())) if by_proxy else set()
