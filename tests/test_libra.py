@@ -257,11 +257,23 @@ def test_read_scores_joins_an_lswag_store_with_its_truth(tmp_path):
     with pytest.raises(LswagError, match="give --truth"):
         read_scores(tmp_path / "runs.sqlite", metric="acc")
     with Store(tmp_path / "runs.sqlite", "nb201") as store:  # snip again, on other data
-        store.add(archs[0], [("snip", {"data": "other"}, 9.0, 0.1)])
+        for i, arch in enumerate(archs[:3]):
+            store.add(arch, [("snip", {"data": "other"}, 9.0 - i, 0.1)])
     with pytest.raises(LswagError, match=r"snip under 2 settings \(data: None, other; s: 1, None\); choose one with --setting"):
         read_scores(tmp_path / "runs.sqlite", truth=tmp_path / "truth.csv", metric="acc")
     chosen = read_scores(tmp_path / "runs.sqlite", truth=tmp_path / "truth.csv", metric="acc", setting={"s": "1"})
     assert chosen.columns["snip"].tolist() == [0.0, 1.0, 2.0, 3.0]
+    other = read_scores(tmp_path / "runs.sqlite", truth=tmp_path / "truth.csv", metric="acc", setting={"data": "o*"})
+    assert other.proxies == ("snip",) and other.columns["snip"].tolist() == [9.0, 8.0, 7.0]
+    with Store(tmp_path / "more.sqlite", "nb201") as store:  # a second store adds a proxy
+        for i, arch in enumerate(archs):
+            store.add(arch, [("zico", {"s": 1}, 10.0 * i, 0.1)])
+    both = read_scores([tmp_path / "runs.sqlite", tmp_path / "more.sqlite"], truth=tmp_path / "truth.csv",
+                       metric="acc", setting={"s": "1"})
+    assert both.proxies == ("nwot", "snip", "zico") and both.columns["zico"].tolist() == [0.0, 10.0, 20.0, 30.0]
+    with pytest.raises(LswagError, match="nwot is in both"):
+        read_scores([tmp_path / "runs.sqlite", tmp_path / "runs.sqlite"], truth=tmp_path / "truth.csv",
+                    metric="acc", setting={"s": "1"})
 
 
 def test_cli_prints_the_choices_and_the_comparison_and_writes_csv_and_plot(tmp_path, capsys):

@@ -236,8 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     heat.set_defaults(run=_cmd_heatmap)
 
     libra = commands.add_parser("libra", help="choose three complementary proxies (LIBRA) and evaluate them held-out")
-    libra.add_argument("--scores", required=True,
-                       help="proxy scores: a CSV table (one row per arch) or an lswag bench store")
+    libra.add_argument("--scores", required=True, nargs="+",
+                       help="proxy scores: a CSV table (one row per arch), or one or more lswag bench stores")
     libra.add_argument("--truth", help="ground-truth file (default: the --scores table; required for a store)")
     libra.add_argument("--metric", required=True, help="the truth column used as accuracy")
     libra.add_argument("--dataset", help="rows to select in tables with a dataset or task column")
@@ -245,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     libra.add_argument("--arch-column", default="arch_str", help="the column with the architecture")
     libra.add_argument("--proxies", help="comma-separated candidate proxies (default: every numeric column)")
     libra.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
-                       help="store: keep results computed with this setting, e.g. data=digits (repeatable)")
+                       help="stores: keep results computed with this setting, e.g. 'data=*cifar10*' (wildcards * ?; repeatable)")
     libra.add_argument("--n", type=int, help="use a seeded sample of N archs (default: all)")
     libra.add_argument("--calibration", type=int, default=100, help="archs LIBRA is fitted on in each split")
     libra.add_argument("--splits", type=int, default=10, help="random calibration/held-out splits")

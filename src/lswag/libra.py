@@ -29,6 +29,7 @@ suite's −1e8) are NaN here; they rank last and have their own information bin.
 from __future__ import annotations
 
 import csv
+import fnmatch
 import json
 import math
 import sqlite3
@@ -168,8 +169,8 @@ def _is_store(path: Path) -> bool:
 def _read_store(path: Path, setting: Mapping[str, str]):
     """``(space, {proxy: {arch text: value}})`` of an ``lswag bench`` store, failures as NaN.
 
-    ``setting`` keeps the results whose settings have those values (``{"data": "npz:..."}``,
-    compared as text); a proxy with none is left out. A proxy still scored under several
+    ``setting`` keeps the results whose settings have those values (``{"data": "*cifar10*"}``:
+    the text of the value, ``*`` and ``?`` as wildcards); a proxy with none is left out. A proxy still scored under several
     settings is an error that names the settings that differ, so columns never mix data.
     """
     try:
@@ -181,7 +182,7 @@ def _read_store(path: Path, setting: Mapping[str, str]):
         for proxy, settings_id, settings in db.execute(
                 "SELECT DISTINCT proxy, settings_id, settings FROM results ORDER BY proxy, settings_id"):
             parsed = json.loads(settings)
-            if all(str(parsed.get(key)) == value for key, value in setting.items()):
+            if all(fnmatch.fnmatchcase(str(parsed.get(key)), value) for key, value in setting.items()):
                 options.setdefault(proxy, []).append((settings_id, parsed))
         scores = {}
         for proxy, found in options.items():
@@ -201,10 +202,42 @@ def _read_store(path: Path, setting: Mapping[str, str]):
     return meta["space"], scores
 
 
-def read_scores(scores: str | Path, *, metric: str, truth: str | Path | None = None, space: str | None = None,
-                arch_column: str = "arch_str", dataset: str | None = None,
+def _read_stores(paths: list[Path], *, metric: str, truth, arch_column: str, dataset: str | None,
+                 setting: Mapping[str, str]) -> ScoreTable:
+    """The stores' proxies joined with the truth file (see :func:`read_scores`)."""
+    if truth is None:
+        raise LswagError(f"{paths[0]} is an lswag store: give --truth, the ground-truth file of its archs")
+    if not all(_is_store(path) for path in paths):
+        raise LswagError("several score files must all be lswag stores; give one CSV table")
+    store_space, by_proxy, origin = None, {}, {}
+    for path in paths:
+        space, found = _read_store(path, setting)
+        if store_space not in (None, space):
+            raise LswagError(f"{path} holds space {space!r}, {paths[0]} holds {store_space!r}")
+        store_space = space
+        for proxy in found:
+            if proxy in by_proxy:
+                raise LswagError(f"{proxy} is in both {origin[proxy]} and {path}; leave one store out")
+            origin[proxy] = path
+        by_proxy.update(found)
+    space_obj = spaces.get(store_space)
+    ground = load_truth(truth, space=store_space, metric=metric, arch_column=arch_column, dataset=dataset)
+    complete = set.intersection(*(set(v) for v in by_proxy.values()))
+    parsed = {space_obj.parse(text): text for text in complete}
+    keys = [k for k in ground.archs() if k in parsed]
+    names = " + ".join(map(str, paths))
+    if len(keys) < 3:
+        raise LswagError(f"only {len(keys)} archs of {names} have every proxy and a truth value")
+    proxies = {p: np.array([by_proxy[p][parsed[k]] for k in keys]) for p in sorted(by_proxy)}
+    features = {c: np.array([_finite(v.get(k)) for k in keys]) for c, v in ground.columns.items() if c not in proxies}
+    return ScoreTable(f"{names} + {ground.source}", metric, tuple(keys), np.array([ground.accuracy[k] for k in keys]),
+                      {**proxies, **features}, tuple(proxies))
+
+
+def read_scores(scores: str | Path | Sequence[str | Path], *, metric: str, truth: str | Path | None = None,
+                space: str | None = None, arch_column: str = "arch_str", dataset: str | None = None,
                 setting: Mapping[str, str] | None = None) -> ScoreTable:
-    """The :class:`ScoreTable` of a CSV score table or an ``lswag bench`` store, with the truth ``metric``.
+    """The :class:`ScoreTable` of a CSV score table or ``lswag bench`` stores, with the truth ``metric``.
 
     * CSV, ``truth`` None or the same file: the metric is a column of the table; every other
       numeric column is a candidate proxy (``*_time`` columns excepted). A ``dataset`` or ``task``
@@ -213,31 +246,23 @@ def read_scores(scores: str | Path, *, metric: str, truth: str | Path | None = N
     * CSV plus a separate ``truth`` file: archs of both are parsed with ``space`` (``nb201`` when
       not given) and joined; the truth's other numeric columns become features (for the bias),
       not candidates.
-    * an ``lswag bench`` store: its space parses the archs, ``truth`` (required) is read with
-      :func:`lswag.benchmarks.load_truth`; the candidates are the store's proxies, kept on the
-      architectures that have all of them and a truth value. ``setting`` selects among results
-      computed under different settings (:func:`_read_store`).
+    * one or more ``lswag bench`` stores of one space: the space parses the archs, ``truth``
+      (required) is read with :func:`lswag.benchmarks.load_truth`; the candidates are the stores'
+      proxies (each in one store only), kept on the architectures that have all of them and a
+      truth value. ``setting`` selects among results computed under different settings
+      (:func:`_read_store`).
     """
-    scores = Path(scores)
-    if not scores.is_file():
-        raise LswagError(f"scores file not found: {scores}")
+    paths = [Path(scores)] if isinstance(scores, (str, Path)) else [Path(p) for p in scores]
+    for path in paths:
+        if not path.is_file():
+            raise LswagError(f"scores file not found: {path}")
+    if any(_is_store(path) for path in paths):
+        return _read_stores(paths, metric=metric, truth=truth, arch_column=arch_column, dataset=dataset,
+                            setting=setting or {})
+    if len(paths) > 1:
+        raise LswagError("several score files must all be lswag stores; give one CSV table")
+    scores = paths[0]
     same_file = truth is None or Path(truth).resolve() == scores.resolve()
-    if _is_store(scores):
-        if same_file:
-            raise LswagError(f"{scores} is an lswag store: give --truth, the ground-truth file of its archs")
-        store_space, by_proxy = _read_store(scores, setting or {})
-        space_obj = spaces.get(store_space)
-        ground = load_truth(truth, space=store_space, metric=metric, arch_column=arch_column, dataset=dataset)
-        complete = set.intersection(*(set(v) for v in by_proxy.values())) if by_proxy else set()
-        parsed = {space_obj.parse(text): text for text in complete}
-        keys = [k for k in ground.archs() if k in parsed]
-        if len(keys) < 3:
-            raise LswagError(f"only {len(keys)} archs of store {scores} have every proxy and a truth value")
-        proxies = {p: np.array([v[parsed[k]] for k in keys]) for p, v in by_proxy.items()}
-        features = {c: np.array([_finite(v.get(k)) for k in keys]) for c, v in ground.columns.items()
-                    if c not in proxies}
-        return ScoreTable(f"{scores} + {ground.source}", metric, tuple(keys),
-                          np.array([ground.accuracy[k] for k in keys]), {**proxies, **features}, tuple(proxies))
     if scores.suffix.lower() != ".csv":
         raise LswagError(f"unknown score format {scores.suffix or '(no suffix)'!r} of {scores}; "
                          "valid: a .csv table or an lswag bench store")
