@@ -115,12 +115,13 @@ def main():
 
     print("\nChoices: in-sample (all archs) and the most frequent held-out choice (splits out of "
           f"{args.splits}).\n")
-    print("| space | task | in-sample z1+z2+z3 (rho) | notes | most frequent held-out choice |")
-    print("|---|---|---|---|---|")
+    print("| space | task | in-sample z1, z2, z3 (rho) | tolerance | notes | most frequent held-out choice |")
+    print("|---|---|---|---|---|---|")
     for space, label, file, index, ev in results:
         chosen = ", ".join(f"{c.proxy} ({c.spearman:.2f})" for c in ev.libra.choices)
         notes = "; ".join(ev.libra.notes)
-        print(f"| {space} | {label} | {chosen} | {notes} | {_most_chosen(ev.result('LIBRA').held_out_chosen)} |")
+        print(f"| {space} | {label} | {chosen} | {ev.libra.tolerance:g} | {notes} | "
+              f"{_most_chosen(ev.result('LIBRA').held_out_chosen)} |")
 
     print("\nPaper's Tab. 4 ablations, mean Spearman rho over the space's tasks (in-sample / held-out), "
           "paper's value in brackets.\n")

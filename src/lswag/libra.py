@@ -8,10 +8,10 @@ Algorithm 1, appendix E; ``METHOD.md`` §4):
    gain ``IG(z) = H(y | z1) − H(y | z1, z)`` (:mod:`lswag.info`: equal-width bins, Sturges' count,
    bits). When no proxy is that close the tolerance is widened in steps of itself up to 0.2, as
    the paper did for two of its tasks; with none even then, LIBRA keeps fewer proxies.
-3. ``z3`` = among the remaining proxies of that pool, the one whose bias is closest to the
-   accuracy's own bias ("bias matching"). The bias of a quantity is the Pearson correlation of
-   the ranks it induces with the ranks induced by a bias feature (#params by default), i.e.
-   Spearman's ρ with the feature (:func:`bias`).
+3. ``z3`` = among the other proxies of that pool (widened the same way if z2 was the only one),
+   the one whose bias is closest to the accuracy's own bias ("bias matching"). The bias of a
+   quantity is the Pearson correlation of the ranks it induces with the ranks induced by a bias
+   feature (#params by default), i.e. Spearman's ρ with the feature (:func:`bias`).
 4. The fitted :class:`Libra` scores a pool of architectures by the sum of the three proxies'
    ranks over that pool (default) or by the product of their min–max normalised scores.
 
@@ -382,7 +382,7 @@ class Libra:
     bias_feature: str
     bias_method: str
     accuracy_bias: float                              # the metric's own bias
-    tolerance: float                                  # the tolerance the pool needed
+    tolerance: float                                  # the widest tolerance a pool needed
     bins: str | int
     calibration_size: int
     notes: tuple[str, ...] = ()                       # candidates left out, roles left empty, and why
@@ -434,8 +434,7 @@ def _candidates(table: ScoreTable, proxies: Sequence[str] | None) -> tuple[list[
         raise unknown_choice("proxy", unknown[0], table.columns)
     rho = spearman_by_proxy(table, names)
     usable = [p for p in names if not math.isnan(rho[p])]
-    notes = [f"{p} is no candidate: its Spearman rho is undefined (constant or every value failed)"
-             for p in names if p not in usable]
+    notes = [f"{p} is no candidate (rho undefined: constant or failed everywhere)" for p in names if p not in usable]
     if not usable:
         raise LswagError(f"no proxy of {table.source} has a defined Spearman rho on these archs")
     return usable, {p: rho[p] for p in usable}, notes
@@ -469,8 +468,9 @@ def fit(table: ScoreTable, *, proxies: Sequence[str] | None = None, tolerance: f
     """Choose z1, z2, z3 on ``table`` (the calibration archs) and return the fitted :class:`Libra`.
 
     The z2 pool is every proxy with ρ within ``tolerance`` of z1's, widened up to
-    ``max_tolerance`` when empty (:func:`tolerance_pool`); z3 comes from the same pool less z2.
-    When the pool has no proxy left, LIBRA keeps fewer proxies and its notes say so.
+    ``max_tolerance`` when empty (:func:`tolerance_pool`); z3's pool is the same with z2 left out
+    (so it is the z2 pool less z2 unless that is empty). When a pool is empty even at
+    ``max_tolerance``, LIBRA keeps fewer proxies and its notes say so.
     ``second``: ``min_ig`` (LIBRA) or ``max_ig`` (an ablation of the paper's Tab. 4a).
     ``third``: ``matching`` (LIBRA: bias closest to the accuracy's), ``minimisation`` (smallest
     |bias|, NAS-Bench-Suite-Zero's bias mitigation), ``random`` (seeded) or ``none`` (two proxies),
@@ -497,7 +497,9 @@ def fit(table: ScoreTable, *, proxies: Sequence[str] | None = None, tolerance: f
             z2 = max(pool, key=lambda p: (gains[p], rho[p], p))
         word = "lowest" if second == "min_ig" else "highest"
         picks.append(("z2", z2, f"{word} IG given {z1} of {_proxies(len(pool))} with {threshold}"))
-        rest = [p for p in pool if p != z2]
+        # z3's pool: the same rule with z2 left out, so it too may widen up to max_tolerance
+        rest, used_z3 = tolerance_pool(rho, rho[z1], tolerance, max_tolerance, exclude=[z1, z2])
+        threshold = f"rho >= {rho[z1] - used_z3:.3f} (tolerance {used_z3:g})"
         if third != "none" and not rest:
             notes.append(f"no z3: no proxy besides z2 has {threshold}")
         elif third != "none":
@@ -515,6 +517,7 @@ def fit(table: ScoreTable, *, proxies: Sequence[str] | None = None, tolerance: f
                 z3 = rest[np.random.default_rng(seed).integers(len(rest))]
                 reason = f"drawn at random (seed {seed})"
             picks.append(("z3", z3, f"{reason} of the {_proxies(len(rest))} left with {threshold}"))
+            used = max(used, used_z3)
     return _assemble(table, picks, rho, bias_feature=bias_feature, bias_method=bias_method,
                      combination=combination, tolerance=used, bins=bins, notes=notes)
 
