@@ -293,6 +293,8 @@ def test_cli_prints_the_choices_and_the_comparison_and_writes_csv_and_plot(tmp_p
     assert (tmp_path / "out" / "libra.png").stat().st_size > 0
     assert main(["libra", "--scores", str(path), "--metric", "acc", "--bias", "flops"]) == 2
     assert "unknown bias feature 'flops'; valid choices:" in capsys.readouterr().err
+    assert main(["libra", "--scores", str(path), "--metric", "acc", "--setting", "data"]) == 2
+    assert "a setting is KEY=VALUE" in capsys.readouterr().err
 
 
 def test_write_evaluation_rows_match_the_results(tmp_path):

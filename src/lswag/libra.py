@@ -50,8 +50,8 @@ from lswag.stats import correlate
 from lswag.store import FORMAT as STORE_FORMAT
 
 __all__ = ["ScoreTable", "read_scores", "bias", "spearman_by_proxy", "tolerance_pool", "information_gains",
-           "Choice", "Libra", "fit", "MethodResult", "Evaluation", "evaluate", "write_evaluation",
-           "GRADIENT_FREE", "GRADIENT_BASED"]
+           "Choice", "Libra", "fit", "pair_by_type", "MethodResult", "Evaluation", "evaluate", "write_evaluation",
+           "plot_evaluation", "GRADIENT_FREE", "GRADIENT_BASED"]
 
 #: proxies that need no backward pass (counts, weights, activations, forward features)
 GRADIENT_FREE = frozenset({"params", "flops", "l2_norm", "nwot", "zen", "swap", "reg_swap", "te_linear_regions",
@@ -527,8 +527,9 @@ def _proxies(count: int) -> str:
 
 
 def pair_by_type(table: ScoreTable, kind: str, *, proxies: Sequence[str] | None = None, seed: int = 0,
-                 bias_feature: str = "params", bias_method: str = "rank", bins: str | int = "sturges") -> Libra | None:
-    """The paper's Tab. 4a pairs, combined by rank sum: ``free`` (the two best gradient-free proxies),
+                 bias_feature: str = "params", bias_method: str = "rank", bins: str | int = "sturges",
+                 combination: str = "rank_sum") -> Libra | None:
+    """The paper's Tab. 4a pairs: ``free`` (the two best gradient-free proxies),
     ``based`` (the two best gradient-based), ``free+based`` (the best of each) or ``random`` (two drawn
     with ``seed``). None when the table lacks the proxies of that kind."""
     usable, rho, notes = _candidates(table, proxies)
@@ -549,7 +550,7 @@ def pair_by_type(table: ScoreTable, kind: str, *, proxies: Sequence[str] | None 
     if len(pair) < 2:
         return None
     picks = [("z1", pair[0], why), ("z2", pair[1], why)]
-    return _assemble(table, picks, rho, bias_feature=bias_feature, bias_method=bias_method, combination="rank_sum",
+    return _assemble(table, picks, rho, bias_feature=bias_feature, bias_method=bias_method, combination=combination,
                      tolerance=math.nan, bins=bins, notes=notes)
 
 
@@ -572,6 +573,8 @@ class MethodResult:
 
 @dataclass(frozen=True)
 class Evaluation:
+    """Every method's in-sample and held-out Spearman ρ on one table (:func:`evaluate`)."""
+
     source: str
     metric: str
     n: int
@@ -598,7 +601,7 @@ class Evaluation:
         return "\n".join(lines)
 
 
-#: (method, group) -> (calibration table, rng seed) -> fitted Libra or None (not computable)
+#: a method that chooses: (calibration table, seed) -> fitted Libra, or None where the table lacks its proxies
 _Fitter = Callable[[ScoreTable, int], "Libra | None"]
 
 
@@ -607,7 +610,8 @@ def _fitted_methods(options: dict) -> list[tuple[str, str, _Fitter]]:
         return lambda table, seed: fit(table, **{**options, **changes, "seed": seed})
 
     def pair(kind):
-        keep = {k: options[k] for k in ("proxies", "bias_feature", "bias_method", "bins") if k in options}
+        keep = {k: options[k] for k in ("proxies", "bias_feature", "bias_method", "bins", "combination")
+                if k in options}
         return lambda table, seed: pair_by_type(table, kind, seed=seed, **keep)
 
     return [
@@ -661,10 +665,9 @@ def evaluate(table: ScoreTable, *, calibration: int = 100, splits: int = 10, see
     fitted = _fitted_methods(options)
     pooled = _pool_methods(table, usable)
 
-    def best_single(t, _seed):
-        rho = spearman_by_proxy(t, usable)
-        proxy = min((p for p in usable if not math.isnan(rho[p])), key=lambda p: (-rho[p], p))
-        return proxy
+    def best_single(calib: ScoreTable) -> str:
+        rho = spearman_by_proxy(calib, usable)
+        return min((p for p in usable if not math.isnan(rho[p])), key=lambda p: (-rho[p], p))
 
     def run(calib: ScoreTable, held: ScoreTable, split_seed: int) -> dict[str, tuple[float, str]]:
         out = {}
@@ -672,7 +675,7 @@ def evaluate(table: ScoreTable, *, calibration: int = 100, splits: int = 10, see
             model = fitter(calib, split_seed)
             out[name] = ((math.nan, "not computable") if model is None
                          else (_spearman(model.score(held.columns), held.truth), "+".join(model.proxies)))
-        single = best_single(calib, split_seed)
+        single = best_single(calib)
         out["best single proxy"] = (_spearman(held.columns[single], held.truth), single)
         for name, scorer in pooled:
             out[name] = (_spearman(scorer(held), held.truth), "")
