@@ -8,6 +8,7 @@ Suite-Zero's tables do not), the paper's Tab. 4 ablations, and the paper's own n
 the tables of ``docs/libra.md`` as Markdown; ``--out`` also writes one CSV row per task and method.
 
     python benchmarks/libra_table.py [--calibration 100] [--splits 10] [--seed 0] [--out runs/libra]
+    python benchmarks/libra_table.py --join-long     # TNB101 with synflow and zen added
 """
 from __future__ import annotations
 
@@ -16,9 +17,12 @@ import csv
 import math
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
-from lswag.libra import Evaluation, evaluate, read_scores
+import numpy as np
+
+from lswag.libra import Evaluation, ScoreTable, evaluate, read_scores
 
 BENCHMARKS = Path(__file__).resolve().parents[1].parent / "shared/benchmarks"
 TNB_TASKS = [("AE", "autoencoder"), ("Room", "room_layout"), ("Obj.", "class_object"), ("Scene", "class_scene"),
@@ -56,10 +60,28 @@ PAPER_TAB4 = {
     "Macro": [.89, .15, .22, .45, .60, .90, .90, .20, .87, .91],
 }
 ENSEMBLES = ("AZ-NAS", "TE-NAS", "T-CET")
+#: proxies that the TNB101 long files add to the partial tables (--join-long)
+LONG_COLUMNS = ("synflow", "zen")
+
+
+def with_long_columns(table: ScoreTable, file: str, task: str) -> ScoreTable:
+    """``table`` plus the synflow and zen scores of its cells from the TNB101 folder's long file, NaN
+    where absent (synflow exists for four of the seven tasks). The long file comes from other
+    Suite-Zero runs: its val_accuracy differs from the partial table's, which is kept."""
+    long_file = BENCHMARKS / Path(file).parent / Path(file).name.replace("suite0_partial_13proxies", "groundtruth_long")
+    extra = read_scores(long_file, metric="val_accuracy", dataset=task)
+    row = {arch: i for i, arch in enumerate(extra.archs)}
+    index = [row.get(arch) for arch in table.archs]
+    columns = {name: np.array([extra.columns[name][i] if i is not None else np.nan for i in index])
+               for name in LONG_COLUMNS}
+    return replace(table, source=f"{table.source} + {long_file.name}", columns={**table.columns, **columns},
+                   proxies=table.proxies + LONG_COLUMNS)
 
 
 def run_task(file: str, dataset: str, arch_column: str, n: int | None, args) -> Evaluation:
     table = read_scores(BENCHMARKS / file, metric="val_accuracy", dataset=dataset, arch_column=arch_column)
+    if args.join_long and file.startswith("transnasbench101"):
+        table = with_long_columns(table, file, dataset)
     return evaluate(table.sample(n, args.seed), calibration=args.calibration, splits=args.splits, seed=args.seed,
                     bins=int(args.bins) if args.bins.isdigit() else args.bins, bias_method=args.bias_method,
                     tolerance=args.tolerance)
@@ -88,6 +110,8 @@ def main():
     parser.add_argument("--bins", default="sturges", help="sturges, suite_zero or a bin count")
     parser.add_argument("--bias-method", choices=("rank", "raw"), default="rank")
     parser.add_argument("--tolerance", type=float, default=0.1)
+    parser.add_argument("--join-long", action="store_true",
+                        help="TNB101: add synflow and zen from the *_groundtruth_long.csv files")
     parser.add_argument("--out", type=Path, help="folder for libra_tasks.csv (one row per task and method)")
     args = parser.parse_args()
     start = time.perf_counter()
@@ -98,7 +122,8 @@ def main():
 
     print(f"Spearman rho with Suite-Zero's val_accuracy, computed from NAS-Bench-Suite-Zero's precomputed scores; "
           f"held-out = fit on {args.calibration} archs, evaluated on the rest, mean ± sd over {args.splits} "
-          f"splits (seed {args.seed}); bins {args.bins}, bias {args.bias_method}, tolerance {args.tolerance}.\n")
+          f"splits (seed {args.seed}); bins {args.bins}, bias {args.bias_method}, tolerance {args.tolerance}"
+          + ("; TNB101 with synflow and zen joined from the long files" if args.join_long else "") + ".\n")
     header = ["space", "task", "n", "LIBRA in-sample", "LIBRA held-out", "best single in-sample",
               "best single held-out", "rank avg in-sample", "rank avg held-out", *ENSEMBLES,
               "paper LIBRA", "paper AZ-NAS", "paper TE-NAS", "paper T-CET"]
