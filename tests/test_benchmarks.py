@@ -137,6 +137,26 @@ def test_duplicate_arch_names_both_rows(tmp_path):
         f"{path}: row 3 repeats the arch of row 2 ({RESNET_LIKE})"
 
 
+def test_duplicate_archs_averaged_on_request(tmp_path):
+    path = write(tmp_path, "dup.csv", f'arch_str,acc,params,zen\n{RESNET_LIKE},90,1.0,-1e8\n"{CELL_B.naslib_indices}",80,1.0,3\n'
+                                      "13714,70,2.0,5\n")
+    truth = load_truth(path, metric="acc", duplicates="mean")
+    assert len(truth) == 2 and truth.value(CELL_B) == 85 and truth.value(CELL_C) == 70
+    assert truth.columns["params"][CELL_B] == 1.0
+    assert truth.columns["zen"][CELL_B] == 3          # the failed row's sentinel is left out of the mean
+    assert "duplicates rule" in error_of(path, metric="acc", duplicates="max")
+
+
+def test_csv_without_header_reads_given_column_names(tmp_path):
+    path = write(tmp_path, "bare.csv", f"{RESNET_LIKE},91.5\n13714,94.37\n")
+    truth = load_truth(path, metric="acc", column_names=("arch_str", "acc"))
+    assert truth.archs() == [CELL_B, CELL_C] and truth.value(CELL_C) == 94.37
+    assert "row 2 has 3 cells" in error_of(write(tmp_path, "bad.csv", "1,2\n1,2,3\n"), metric="acc",
+                                           column_names=("arch_str", "acc"))
+    json_path = write(tmp_path, "t.json", "{}")
+    assert "without a header" in error_of(json_path, metric="acc", column_names=("arch_str", "acc"))
+
+
 def test_file_errors(tmp_path, table):
     missing = tmp_path / "nope.csv"
     assert error_of(missing, metric="acc") == f"ground-truth file not found: {missing}"

@@ -99,6 +99,9 @@ ERROR_CASES = {
     "unknown_option": (["score", "--arch", "1", "--option", "l_swag.nope=1"],
                        ["'nope'", *proxies.get("l_swag").defaults]),
     "missing_arch": (["score", "--proxies", "params"], ["--arch", "required"]),
+    "bad_build_form": (["score", "--arch", "1", "--build", "task"], ["'task'", "KEY=VALUE"]),
+    "unknown_build_option": (["score", "--arch", "1", "--proxies", "params", "--build", "task=jigsaw"],
+                             ["'task'", "nb201", "C, N"]),
 }
 
 

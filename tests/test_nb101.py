@@ -122,5 +122,17 @@ def test_parameter_counts_equal_suite_zero_for_a_sample_of_its_cells():
         rows = list(csv.DictReader(f))
     specs = [NB101.parse({"matrix": json.loads(r["adjacency"]), "ops": json.loads(r["ops"])}) for r in rows]
     assert len(specs) == 500
+    assert all(NB101.parse(r["naslib_encoding"]) == spec for r, spec in zip(rows, specs))   # the bench's arch column
     for row, spec in random.Random(0).sample(list(zip(rows, specs)), 40):
         assert numel(NB101.build(spec)) == round(float(row["params"]) * 1e6), row["adjacency"]
+
+
+def test_naslib_encoding_is_the_flattened_matrix_and_vertex_codes():
+    matrix = [[0, 1, 1, 0, 0, 0, 0], [0, 0, 0, 1, 0, 0, 0], [0, 0, 0, 0, 1, 0, 0], [0, 0, 0, 0, 0, 1, 0],
+              [0, 0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 0, 0, 1], [0] * 7]
+    ops = ["input", "conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3", "conv3x3-bn-relu", "conv1x1-bn-relu", "output"]
+    codes = {"input": 0, "output": 1, "maxpool3x3": 2, "conv1x1-bn-relu": 3, "conv3x3-bn-relu": 4}
+    encoding = [bit for row in matrix for bit in row] + [codes[op] for op in ops]
+    assert NB101.parse(tuple(encoding)) == NB101.parse(str(tuple(encoding))) == NB101.parse((matrix, ops))
+    with pytest.raises(LswagError, match="op codes must be in"):
+        NB101.parse(tuple(encoding[:-1] + [7]))

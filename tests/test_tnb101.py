@@ -8,7 +8,9 @@ import pytest
 import torch
 
 import lswag
+from lswag.data import Batch
 from lswag.errors import LswagError
+from lswag.spaces import tnb101
 from lswag.spaces.tnb101 import TASKS
 
 from conftest import shared_file, zoo_failures
@@ -100,3 +102,67 @@ def test_every_ground_truth_row_parses_and_params_equal_suite_zero(kind):
     for task, task_rows in by_task.items():                           # Suite-Zero's params: no discriminator
         for row in random.Random(0).sample(task_rows, 2):
             assert numel(space.build(row["arch_str"], task=task)) == round(float(row["params"]) * 1e6), (task, row)
+
+
+# --- task batches: the images as each task's inputs and targets ---------------------------------
+
+def image_batch(size: int = 32, batch: int = 4, seed: int = 0) -> Batch:
+    generator = torch.Generator().manual_seed(seed)
+    return Batch(torch.randn(batch, 3, size, size, generator=generator), torch.tensor([5, 70, 130, 62])[:batch],
+                 200, "test")
+
+
+def test_class_targets_are_one_hot_labels_modulo_the_tasks_classes():
+    for task in ("class_object", "class_scene"):
+        prepared = MICRO.prepare(image_batch(), task=task)
+        classes = TASKS[task].outputs
+        assert prepared.num_classes == classes and prepared.y.shape == (4, classes)
+        assert torch.equal(prepared.y.argmax(dim=1), torch.tensor([5, 70, 130, 62]) % classes)
+        assert torch.equal(prepared.y.sum(dim=1), torch.ones(4))
+
+
+def test_jigsaw_tiles_are_the_grid_cells_centres_in_the_permutation_the_target_names():
+    batch = image_batch(size=48)
+    prepared = MICRO.prepare(batch, seed=3, task="jigsaw")
+    assert prepared.x.shape == (4, 9, 3, 12, 12) and prepared.num_classes == 1000
+    permutations = tnb101._jigsaw_permutations(1000, 3)
+    assert len({tuple(p) for p in permutations.tolist()}) == 1000
+    for sample in range(4):
+        order = permutations[prepared.y[sample]].tolist()
+        for slot, cell in enumerate(order):                      # slot shows grid cell `cell` (16 px cells)
+            row, col = divmod(cell, 3)
+            expected = batch.x[sample, :, 16 * row + 2:16 * row + 14, 16 * col + 2:16 * col + 14]
+            assert torch.equal(prepared.x[sample, slot], expected)
+    assert torch.equal(MICRO.prepare(batch, seed=3, task="jigsaw").y, prepared.y)
+
+
+def test_dense_targets():
+    batch = image_batch()
+    luminance = batch.x.mean(dim=1)
+    segments = MICRO.prepare(batch, task="segmentsemantic").y
+    assert segments.shape == (4, 32, 32) and segments.min() == 0 and segments.max() == 16
+    for image in range(4):            # classes are luminance quantiles: monotone, 1024/17 pixels each
+        order = luminance[image].flatten().argsort()
+        assert torch.all(segments[image].flatten()[order].diff() >= 0)
+        assert segments[image].flatten().bincount().tolist() == [(1024 * (c + 1) + 16) // 17 - (1024 * c + 16) // 17
+                                                                 for c in range(17)]
+    autoencoder = MICRO.prepare(batch, task="autoencoder").y
+    assert torch.allclose(autoencoder.amin(dim=(1, 2, 3)), -torch.ones(4))
+    assert torch.allclose(autoencoder.amax(dim=(1, 2, 3)), torch.ones(4))
+    ramp = torch.arange(32.0).repeat(4, 3, 32, 1) * 0.5               # luminance rises 0.5 per column
+    normals = MICRO.prepare(Batch(ramp, batch.y, 200, "ramp"), task="normal").y
+    assert torch.allclose(normals[:, :, 5, 5], torch.tensor([-0.5, 0.0, 1.0]).repeat(4, 1) / 1.25 ** 0.5)
+    room = MICRO.prepare(batch, seed=1, task="room_layout").y
+    assert room.shape == (4, 9) and not torch.equal(room, MICRO.prepare(batch, seed=2, task="room_layout").y)
+
+
+@pytest.mark.parametrize("task", ["jigsaw", "segmentsemantic", "normal"])
+def test_a_task_network_is_scored_on_its_own_batch_and_loss(task):
+    batch = image_batch(size=32)
+    _, _, results = lswag.scoring.score_architecture("tnb101_macro", "64-1234-basic", proxies="l_swag,params",
+                                                     batch=batch, build={"task": task})
+    assert not any(r.failed for r in results)
+    assert results[1].value == numel(MACRO.build("64-1234-basic", task=task)) / 1e6
+    with pytest.raises(LswagError, match="unknown build option 'tsk'.*valid: task, discriminator, bn_compat"):
+        lswag.scoring.score_architecture("tnb101_macro", "64-1234-basic", proxies="params", batch=batch,
+                                         build={"tsk": task})

@@ -51,6 +51,9 @@ class BenchConfig:
     gradient_draws: int = 2
     init: str = "given"                    # lswag.probe.INITS
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    build: dict[str, Any] = field(default_factory=dict)   # the space's build options, e.g. task
+    column_names: tuple[str, ...] | None = None            # for truth CSVs without a header
+    duplicates: str = "error"                              # rows of one arch: error, or their mean
     dataset: str | None = None             # for truth files holding several datasets
     arch_column: str = "arch_str"
 
@@ -86,9 +89,9 @@ def _start_worker(space: str, batch: Batch, threads: int) -> None:
     _WORKER.update(space=space, batch=batch)
 
 
-def _score(arch: str, proxies: list[str], options: dict, seed: int, gradient_draws: int, init: str):
+def _score(arch: str, proxies: list[str], options: dict, seed: int, gradient_draws: int, init: str, build: dict):
     _, _, results = score_architecture(_WORKER["space"], arch, proxies=proxies, seed=seed, batch=_WORKER["batch"],
-                                       options=options, gradient_draws=gradient_draws, init=init)
+                                       options=options, gradient_draws=gradient_draws, init=init, build=build)
     return arch, [(r.name, r.value, r.seconds) for r in results], peak_memory_mb()
 
 
@@ -185,14 +188,18 @@ def run_bench(config: BenchConfig, store_path, *, workers: int = 1, executor: st
     if ray_address and executor != "ray":
         raise LswagError("a Ray address needs --executor ray")
     space = spaces.get(config.space)
+    space.check_build_options(config.build)
     truth = load_truth(config.truth, space=config.space, metric=config.metric,
-                       arch_column=config.arch_column, dataset=config.dataset)
+                       arch_column=config.arch_column, dataset=config.dataset, column_names=config.column_names,
+                       duplicates=config.duplicates)
     names = resolve_proxies(list(config.proxies))
     options = space_options(space, names, config.options)
     image_size = config.image_size or space.input_shape[1:]
     batch = load_batch(config.data, batch_size=config.batch_size, seed=config.seed, image_size=image_size)
     common = {"lswag": __version__, "data": config.data, "batch_size": config.batch_size, "seed": config.seed,
               "image_size": image_size, "gradient_draws": config.gradient_draws, "init": config.init}
+    if config.build:   # absent otherwise, so that stores of earlier runs stay valid
+        common["build"] = config.build
     settings = {name: {**common, "options": options.get(name, {})} for name in names}
     archs = [space.format(a) for a in sample_archs(truth.archs(), space, config.n, config.seed)]
 
@@ -201,7 +208,7 @@ def run_bench(config: BenchConfig, store_path, *, workers: int = 1, executor: st
         todo = [(arch, [n for n in names if arch not in done[n]]) for arch in archs]
         todo = [(arch, missing) for arch, missing in todo if missing]
         tasks = [(arch, missing, {n: options[n] for n in missing if n in options}, config.seed,
-                  config.gradient_draws, config.init) for arch, missing in todo]
+                  config.gradient_draws, config.init, config.build) for arch, missing in todo]
         if not tasks:
             results = iter(())
         elif executor == "ray":

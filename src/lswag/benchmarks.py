@@ -18,10 +18,12 @@ from typing import Any
 from tqdm import tqdm
 
 from lswag import spaces
-from lswag.errors import LswagError
+from lswag.errors import LswagError, unknown_choice
 
 #: NAS-Bench-Suite-Zero's "proxy failed / not applicable" value (written -100000000.0 in its files)
 FAILURE_SENTINEL = -1e8
+#: what load_truth does with rows of the same architecture
+DUPLICATES = ("error", "mean")
 #: the table column that, when present, holds the dataset of each row
 DATASET_COLUMN = "dataset"
 
@@ -70,11 +72,14 @@ class GroundTruth:
 
 
 def load_truth(path: str | Path, *, space: str = "nb201", metric: str,
-               arch_column: str = "arch_str", dataset: str | None = None) -> GroundTruth:
+               arch_column: str = "arch_str", dataset: str | None = None,
+               column_names: tuple[str, ...] | list[str] | None = None,
+               duplicates: str = "error") -> GroundTruth:
     """Read ``metric`` and every other numeric column of ``path`` (format by suffix), keyed by arch.
 
     Tables (``.csv``, ``.parquet``) name the arch in ``arch_column``; when they have a ``dataset``
-    column, ``dataset`` selects the rows and is required. In NAS-Bench-Suite-Zero JSON
+    column, ``dataset`` selects the rows and is required; a CSV file without a header row (e.g.
+    SWAP's ``DARTS_archs_CIFAR10.csv``) is read with ``column_names`` as its header. In NAS-Bench-Suite-Zero JSON
     (``{dataset: {arch: {"val_accuracy": v, proxy: {"score": s, "time": t}}}}``) the keys are the
     archs, ``dataset`` is required when there is more than one, and each proxy gives the columns
     ``proxy`` and ``proxy_time``. The official NATS-Bench topology file (``.pbz2``, or its
@@ -83,7 +88,10 @@ def load_truth(path: str | Path, *, space: str = "nb201", metric: str,
     :data:`NATS_DATASETS`, the metrics are ``get_more_info``'s (``test-accuracy``,
     ``valid-accuracy``, ...; 200 epochs, mean over seeds) and ``get_cost_info``'s (``flops``,
     ``params``, ``latency``). Empty cells, NaN and :data:`FAILURE_SENTINEL` become None in
-    ``columns``; in the metric they are an error.
+    ``columns``; in the metric they are an error. Rows whose archs are the same architecture (NB101
+    cells that prune to one graph, the same cell trained with several seeds) are an error with
+    ``duplicates="error"``; with ``"mean"`` each value is the mean over those rows (of the rows
+    that have it).
     """
     space_obj = spaces.get(space)
     path = Path(path)
@@ -98,6 +106,12 @@ def load_truth(path: str | Path, *, space: str = "nb201", metric: str,
                          f"valid: .csv, .parquet, .json, a NATS-Bench .pbz2 file or archive folder")
     if not path.exists():
         raise LswagError(f"ground-truth file not found: {path}")
+    if duplicates not in DUPLICATES:
+        raise unknown_choice("duplicates rule", duplicates, DUPLICATES)
+    if column_names is not None:
+        if suffix != ".csv":
+            raise LswagError(f"column names are for CSV files without a header; {path} is {suffix}")
+        readers[".csv"] = lambda *args: _read_csv(*args, column_names=list(column_names))
     source, fields, rows = readers[suffix](path, arch_column, dataset)
 
     numeric = [f for f in fields if all(_is_number(cells.get(f), missing_ok=True)
@@ -105,26 +119,30 @@ def load_truth(path: str | Path, *, space: str = "nb201", metric: str,
     if metric not in fields:
         raise LswagError(f"unknown metric {metric!r} in {source}; available columns: "
                          f"{', '.join(numeric) or '(none)'}")
-    accuracy: dict[Hashable, float] = {}
-    columns: dict[str, dict[Hashable, float | None]] = {f: {} for f in numeric if f != metric}
+    values: dict[Hashable, list[float]] = {}
+    others: dict[str, dict[Hashable, list[float]]] = {f: {} for f in numeric if f != metric}
     seen: dict[Hashable, str] = {}
     for label, written, cells in rows:
         try:
             arch = space_obj.parse(written)
         except LswagError as err:
             raise LswagError(f"{source}: {label}: cannot parse arch {written!r}: {err}") from None
-        if arch in seen:
+        if arch in seen and duplicates == "error":
             raise LswagError(f"{source}: {label} repeats the arch of {seen[arch]} "
                              f"({space_obj.format(arch)})")
-        seen[arch] = label
+        seen.setdefault(arch, label)
         value = _score(cells.get(metric))
         if value is None:
             raise LswagError(f"{source}: {label}: {metric} is {cells.get(metric)!r}, not an "
                              f"accuracy (a number other than NaN and the failure sentinel "
                              f"{FAILURE_SENTINEL!r})")
-        accuracy[arch] = value
-        for name, column in columns.items():
-            column[arch] = _score(cells.get(name))
+        values.setdefault(arch, []).append(value)
+        for name, column in others.items():
+            cell = _score(cells.get(name))
+            column.setdefault(arch, []).extend([] if cell is None else [cell])
+    accuracy = {arch: sum(v) / len(v) for arch, v in values.items()}
+    columns = {name: {arch: sum(v) / len(v) if v else None for arch, v in column.items()}
+               for name, column in others.items()}
     return GroundTruth(space, metric, source, accuracy, columns)
 
 
@@ -178,7 +196,7 @@ def _csv_cell(text: str) -> Any:
         return text
 
 
-def _read_csv(path: Path, arch_column: str, dataset: str | None) -> _Rows:
+def _read_csv(path: Path, arch_column: str, dataset: str | None, column_names: list[str] | None = None) -> _Rows:
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
             lines = list(csv.reader(f))
@@ -186,8 +204,9 @@ def _read_csv(path: Path, arch_column: str, dataset: str | None) -> _Rows:
         raise LswagError(f"cannot read CSV file {path}: {err}") from None
     if not lines:
         raise LswagError(f"CSV file {path} is empty; it needs a header with {arch_column!r}")
-    header, records = lines[0], []
-    for i, cells in enumerate(lines[1:], start=1):
+    header, body = (lines[0], lines[1:]) if column_names is None else (column_names, lines)
+    records = []
+    for i, cells in enumerate(body, start=1):
         if not cells:  # a blank line
             continue
         if len(cells) != len(header):

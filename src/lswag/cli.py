@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from lswag import __version__, proxies, spaces
+from lswag.benchmarks import DUPLICATES
 from lswag.bench import EXECUTORS, BenchConfig, read_tables, run_bench, write_outputs
 from lswag.data import SOURCES
 from lswag.demo import run_demo
@@ -19,7 +20,7 @@ from lswag.libra import evaluate, read_scores, write_evaluation
 from lswag.plots import heatmap
 from lswag.probe import INITS, PASS_OF_NEED
 from lswag.proxies import Failure
-from lswag.scoring import parse_option, score_architecture
+from lswag.scoring import parse_build_options, parse_option, score_architecture
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,13 +38,13 @@ def _cmd_score(args) -> None:
     arch, options, results = score_architecture(
         args.space, args.arch, proxies=args.proxies, data=args.data, batch_size=args.batch_size,
         seed=args.seed, download=args.download, options=_collect_options(args.option), gradient_draws=args.draws,
-        init=args.init)
+        init=args.init, build=parse_build_options(args.build))
     space = spaces.get(args.space)
     if args.format == "json":
         print(json.dumps({
             "space": args.space, "arch": space.format(arch), "data": args.data,
             "batch_size": args.batch_size, "seed": args.seed, "gradient_draws": args.draws, "init": args.init,
-            "options": options, "lswag_version": __version__,
+            "options": options, "build": parse_build_options(args.build), "lswag_version": __version__,
             "results": [{"proxy": r.name,
                          "value": None if r.failed else r.value,
                          "failure": r.value.reason if r.failed else None,
@@ -72,7 +73,9 @@ def _cmd_bench(args) -> None:
         space=args.space, truth=args.truth, metric=args.metric, n=args.n, seed=args.seed,
         proxies=tuple(args.proxies.split(",")), data=args.data, batch_size=args.batch_size,
         image_size=args.image_size, gradient_draws=args.draws, init=args.init, options=_collect_options(args.option),
-        dataset=args.dataset, arch_column=args.arch_column)
+        dataset=args.dataset, arch_column=args.arch_column, build=parse_build_options(args.build),
+        column_names=tuple(args.column_names.split(",")) if args.column_names else None,
+        duplicates=args.duplicates)
     start = time.perf_counter()
     reports = run_bench(config, args.store, workers=args.workers, executor=args.executor,
                         ray_address=args.ray_address)
@@ -174,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     init_help = ("weights: given (the builder's, PyTorch default init), kaiming (N(0, 2/fan_in)) "
                  "or normal (N(0, 1)), redrawn with --seed")
+    build_help = ("a build option of the space (repeatable): tnb101 task=class_object|class_scene|room_layout|"
+                  "jigsaw|segmentsemantic|autoencoder|normal; darts/nb301 C=, layers=, auxiliary=, affine=")
     data_help = f"input batch source: {', '.join(SOURCES)} (default digits, built in)"
     score = commands.add_parser("score", help="score one architecture with zero-cost proxies")
     score.add_argument("--space", default="nb201", help=f"search space ({', '.join(spaces.names())})")
@@ -187,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--init", choices=INITS, default="given", help=init_help)
     score.add_argument("--option", action="append", default=[], metavar="PROXY.KEY=VALUE",
                        help="a proxy option, e.g. l_swag.window=3-10 (repeatable)")
+    score.add_argument("--build", action="append", default=[], metavar="KEY=VALUE", help=build_help)
     score.add_argument("--format", choices=("table", "json"), default="table")
     score.set_defaults(run=_cmd_score)
 
@@ -196,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--metric", required=True, help="the truth column (json: key) used as accuracy")
     bench.add_argument("--dataset", help="dataset to select in truth files that hold several")
     bench.add_argument("--arch-column", default="arch_str", help="the truth column with the architecture")
+    bench.add_argument("--column-names", metavar="A,B,...", help="header of a truth CSV that has none")
+    bench.add_argument("--duplicates", choices=DUPLICATES, default="error",
+                       help="truth rows of the same architecture (e.g. NB101 seeds): an error, or their mean")
     bench.add_argument("--n", type=int, default=1000, help="number of architectures (seeded sample)")
     bench.add_argument("--seed", type=int, default=0, help="seed of the sample, the batch and the weights")
     bench.add_argument("--proxies", default="all", help="comma-separated proxy names, or 'all'")
@@ -206,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--init", choices=INITS, default="given", help=init_help)
     bench.add_argument("--option", action="append", default=[], metavar="PROXY.KEY=VALUE",
                        help="a proxy option, e.g. l_swag.window=3-10 (repeatable)")
+    bench.add_argument("--build", action="append", default=[], metavar="KEY=VALUE", help=build_help)
     bench.add_argument("--store", required=True, help="SQLite result store (created, or resumed)")
     bench.add_argument("--workers", type=int, default=1,
                        help="parallel workers: local processes, or the CPUs of a local Ray instance")

@@ -94,6 +94,25 @@ def parse_option(text: str) -> tuple[str, str, Any]:
     return proxy_name, key, raw
 
 
+def parse_build_options(texts: Iterable[str]) -> dict[str, Any]:
+    """``["KEY=VALUE", ...]`` -> the space's build options; values become ints, floats or
+    booleans (``true``/``false``) when they are one, e.g. ``task=jigsaw``, ``C=16``."""
+    build: dict[str, Any] = {}
+    for text in texts:
+        key, sep, raw = text.partition("=")
+        if not sep or not key.strip() or not raw.strip():
+            raise LswagError(f"build option {text!r} is not of the form KEY=VALUE (e.g. task=jigsaw, C=16)")
+        value: Any = {"true": True, "false": False}.get(raw.strip().lower(), raw.strip())
+        for convert in (int, float):
+            if isinstance(value, str):
+                try:
+                    value = convert(value)
+                except ValueError:
+                    pass
+        build[key.strip()] = value
+    return build
+
+
 def resolve_proxies(names: Iterable[str] | str) -> list[str]:
     """Proxy names from a list or a comma-separated text; ``"all"`` is every registered proxy."""
     if isinstance(names, str):
@@ -120,13 +139,17 @@ def space_options(space: SearchSpace, proxies: Iterable[str],
 def score_architecture(space: str, arch, *, proxies: Iterable[str] | str = ("l_swag",), data: str = "digits",
                        batch_size: int = 64, seed: int = 0, download: bool = False,
                        batch: Batch | None = None, options: dict[str, dict[str, Any]] | None = None,
+                       build: dict[str, Any] | None = None,
                        **kwargs) -> tuple[Any, dict[str, dict[str, Any]], list[ProxyResult]]:
     """Build ``arch`` of ``space`` (weights seeded by ``seed``) and score it on a fixed batch.
 
     The batch is ``batch`` when given (a benchmark passes the same one for every architecture),
-    else drawn from ``data`` with ``seed``; the network's classes follow the batch. Proxy options
-    start from the space's measured defaults (:attr:`SearchSpace.proxy_defaults`). Returns the
-    parsed architecture, the options used and the results; ``kwargs`` go to :func:`evaluate`.
+    else drawn from ``data`` with ``seed``. ``build`` are the space's build options (e.g.
+    TransNAS-Bench-101's ``task``); the space turns the images into that network's inputs and
+    targets (:meth:`SearchSpace.prepare`), whose classes the network follows, and names its loss.
+    Proxy options start from the space's measured defaults (:attr:`SearchSpace.proxy_defaults`).
+    Returns the parsed architecture, the options used and the results; ``kwargs`` go to
+    :func:`evaluate`.
     """
     from lswag.data import load_batch
 
@@ -137,5 +160,8 @@ def score_architecture(space: str, arch, *, proxies: Iterable[str] | str = ("l_s
     if batch is None:
         batch = load_batch(data, batch_size=batch_size, seed=seed,
                            image_size=search_space.input_shape[1:], download=download)
-    model = search_space.build(parsed, num_classes=batch.num_classes, seed=seed)
+    build = search_space.check_build_options(build or {})
+    batch = search_space.prepare(batch, seed=seed, **build)
+    model = search_space.build(parsed, num_classes=batch.num_classes, seed=seed, **build)
+    kwargs.setdefault("loss_fn", search_space.task_loss(**build))
     return parsed, used, evaluate(model, batch, names, options=used, init_seed=seed, **kwargs)

@@ -7,15 +7,19 @@ need to know which space they are working on.
 from __future__ import annotations
 
 import abc
+import inspect
 import json
 import numbers
 import random
-from typing import Any, Callable, Hashable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterator
 
 import torch
 import torch.nn as nn
 
 from lswag.errors import LswagError, unknown_choice
+
+if TYPE_CHECKING:
+    from lswag.data import Batch
 
 
 class SearchSpace(abc.ABC):
@@ -63,6 +67,24 @@ class SearchSpace(abc.ABC):
     @abc.abstractmethod
     def crossover(self, first: Hashable, second: Hashable, rng: random.Random) -> Hashable:
         """A child of two architectures (the space's search crossover), drawn from ``rng``."""
+
+    def check_build_options(self, build_options: dict[str, Any]) -> dict[str, Any]:
+        """``build_options`` unchanged, or a one-line error naming an option ``build`` does not take."""
+        valid = [name for name in inspect.signature(self.build).parameters
+                 if name not in ("arch", "num_classes", "seed")]
+        for name in build_options:
+            if name not in valid:
+                raise LswagError(f"unknown build option {name!r} of space {self.name}; valid: "
+                                 f"{', '.join(valid) or '(none)'}")
+        return build_options
+
+    def task_loss(self, **build_options: Any) -> str:
+        """The loss (a name of :data:`lswag.losses.LOSSES`) of the network ``build(**build_options)`` gives."""
+        return self.loss
+
+    def prepare(self, batch: "Batch", seed: int = 0, **build_options: Any) -> "Batch":
+        """``batch`` as the network ``build(**build_options)`` takes it: inputs and targets of its task."""
+        return batch
 
     @abc.abstractmethod
     def build(self, arch: Hashable, num_classes: int | None = None, seed: int | None = None,

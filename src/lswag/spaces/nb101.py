@@ -47,6 +47,9 @@ CELLS_PER_STACK = 3
 NUM_CELLS = 423_624
 BN_MOMENTUM = 0.003     # TensorFlow's decay 0.997, in PyTorch's convention
 BN_EPS = 1e-5
+#: NASLib's nb101 encoding: 49 adjacency entries, then a code per vertex
+NASLIB_OP_CODES = {0: "input", 1: "output", 2: "maxpool3x3", 3: "conv1x1-bn-relu", 4: "conv3x3-bn-relu"}
+NASLIB_ENCODING_LENGTH = MAX_VERTICES * MAX_VERTICES + MAX_VERTICES
 
 
 @dataclass(frozen=True)
@@ -218,6 +221,13 @@ class NB101Space(SearchSpace):
             if matrix is None or "ops" not in text:
                 raise LswagError("an nb101 spec needs 'matrix' (or 'adjacency') and 'ops'")
             return self.validate(matrix, text["ops"])
+        if isinstance(text, str) and text.strip().startswith("("):
+            try:
+                text = [int(v) for v in text.strip()[1:-1].split(",") if v.strip()]
+            except ValueError:
+                raise LswagError(f"an nb101 NASLib encoding holds integers only, got {text!r}") from None
+        if isinstance(text, (tuple, list)) and len(text) == NASLIB_ENCODING_LENGTH:
+            return self._from_naslib(list(text))
         if isinstance(text, (tuple, list)) and len(text) == 2:
             return self.validate(*text)
         if isinstance(text, str) and ";" in text:
@@ -228,8 +238,18 @@ class NB101Space(SearchSpace):
                 raise LswagError(f"nb101 matrix rows must be 0/1 digits, got {rows!r}") from None
             return self.validate(matrix, [op.strip() for op in ops.split(",")])
         raise LswagError(f"cannot parse nb101 spec {text!r}; expected "
-                         f"'0110|0001|0001|0000;input,conv3x3-bn-relu,maxpool3x3,output' or "
-                         "{\"matrix\": [[...]], \"ops\": [...]}")
+                         f"'0110|0001|0001|0000;input,conv3x3-bn-relu,maxpool3x3,output', "
+                         "{\"matrix\": [[...]], \"ops\": [...]} or NASLib's 56-integer encoding")
+
+    def _from_naslib(self, encoding: list) -> Spec:
+        """NASLib's encoding: the 7×7 adjacency flattened row by row, then one code per vertex
+        (:data:`NASLIB_OP_CODES`), as in NAS-Bench-Suite-Zero's ``naslib_encoding`` column."""
+        codes = encoding[MAX_VERTICES * MAX_VERTICES:]
+        if any(code not in NASLIB_OP_CODES for code in codes):
+            raise LswagError(f"nb101 NASLib op codes must be in {sorted(NASLIB_OP_CODES)} "
+                             f"({', '.join(f'{k} {v}' for k, v in NASLIB_OP_CODES.items())}), got {codes}")
+        matrix = [encoding[row * MAX_VERTICES:(row + 1) * MAX_VERTICES] for row in range(MAX_VERTICES)]
+        return self.validate(matrix, [NASLIB_OP_CODES[code] for code in codes])
 
     def validate(self, matrix, ops) -> Spec:
         """The pruned spec; one-line errors for a malformed or invalid one."""

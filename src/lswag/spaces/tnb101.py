@@ -49,6 +49,7 @@ from typing import Any, Iterator
 import torch
 import torch.nn as nn
 
+from lswag.data import Batch
 from lswag.errors import LswagError, unknown_choice
 from lswag.spaces import SearchSpace, check_int, register, seeded
 
@@ -281,6 +282,67 @@ class TaskNetwork(nn.Module):
         return self.head(self.encoder(x))
 
 
+# -- task batches -------------------------------------------------------------------------------
+
+
+def task_batch(batch: Batch, task: Task, seed: int = 0) -> Batch:
+    """A task's inputs and targets made from an image batch (B, 3, S, S), for scoring at init.
+
+    The benchmark's Taskonomy targets are not available here, so they are derived from the
+    images or drawn (seeded by ``seed``); only the loss gradients at initialisation see them.
+
+    * class_object, class_scene: the one-hot distribution of ``label mod classes`` (the benchmark
+      trains on soft labels), ``num_classes`` = the task's classes.
+    * room_layout: 9 values drawn from N(0, 1).
+    * jigsaw: the image cut into a 3×3 grid; the centred S/4-pixel square of each cell is a tile
+      (64 px at 256², as in the benchmark); the tiles are shuffled by one of 1000 distinct seeded
+      permutations, whose index is the class.
+    * segmentsemantic: each pixel's class is its luminance quantile in its image, in 17 equal bins.
+    * autoencoder: the image itself, scaled per image to [-1, 1] (the decoder ends in Tanh).
+    * normal: the unit normal (−∂L/∂x, −∂L/∂y, 1) of the luminance surface L, a pseudo-normal map.
+    """
+    x, generator = batch.x, torch.Generator().manual_seed(seed)
+    b, (h, w) = len(batch), x.shape[-2:]
+    luminance = x.mean(dim=1)
+    if task.name in ("class_object", "class_scene"):
+        target = nn.functional.one_hot(batch.y % task.outputs, task.outputs).float()
+        return Batch(x, target, task.outputs, batch.source)
+    if task.name == "room_layout":
+        return Batch(x, torch.randn(b, task.outputs, generator=generator), task.outputs, batch.source)
+    if task.name == "jigsaw":
+        tile = h // 4
+        if tile < 1:
+            raise LswagError(f"jigsaw tiles need images of at least 4 pixels, got {h}x{w}")
+        permutations = _jigsaw_permutations(task.outputs, seed)
+        rows = [(r * h // 3 + (h // 3 - tile) // 2, c * w // 3 + (w // 3 - tile) // 2)
+                for r in range(3) for c in range(3)]
+        tiles = torch.stack([x[:, :, top:top + tile, left:left + tile] for top, left in rows], dim=1)
+        target = torch.randint(task.outputs, (b,), generator=generator)
+        order = permutations[target]                                    # (B, 9)
+        shuffled = tiles[torch.arange(b)[:, None], order]
+        return Batch(shuffled, target, task.outputs, batch.source)
+    if task.name == "segmentsemantic":
+        ranks = luminance.flatten(1).argsort(dim=1).argsort(dim=1)
+        target = (ranks * task.outputs // (h * w)).view(b, h, w)
+        return Batch(x, target, task.outputs, batch.source)
+    if task.name == "autoencoder":
+        low = x.amin(dim=(1, 2, 3), keepdim=True)
+        high = x.amax(dim=(1, 2, 3), keepdim=True)
+        return Batch(x, 2 * (x - low) / (high - low).clamp_min(1e-12) - 1, task.outputs, batch.source)
+    dy, dx = torch.gradient(luminance, dim=(1, 2))
+    normal = torch.stack([-dx, -dy, torch.ones_like(dx)], dim=1)
+    return Batch(x, normal / normal.norm(dim=1, keepdim=True), task.outputs, batch.source)
+
+
+def _jigsaw_permutations(count: int, seed: int) -> torch.Tensor:
+    """``count`` distinct permutations of the 9 tiles, seeded (the benchmark's own set is not public here)."""
+    rng, chosen = random.Random(seed), {}
+    while len(chosen) < count:
+        order = tuple(rng.sample(range(TILES), TILES))
+        chosen.setdefault(order, None)
+    return torch.tensor(list(chosen))
+
+
 # -- the spaces ---------------------------------------------------------------------------------
 def _macro_skeletons() -> tuple[str, ...]:
     """Every valid macro skeleton: 4-6 digits, 1..4 downsampling (3, 4), 1..3 doubling (2, 4)."""
@@ -398,6 +460,13 @@ class TNB101Space(SearchSpace):
         if name not in TASKS:
             raise unknown_choice("TransNAS-Bench-101 task", name, TASKS)
         return TASKS[name]
+
+    def task_loss(self, task: str = "class_scene", **_build_options: Any) -> str:
+        return self.task(task).loss
+
+    def prepare(self, batch: Batch, seed: int = 0, task: str = "class_scene", **_build_options: Any) -> Batch:
+        """``batch``'s images as ``task``'s inputs and targets (:func:`task_batch`)."""
+        return task_batch(batch, self.task(task), seed)
 
     def build(self, arch: Any, num_classes: int | None = None, seed: int | None = None, task: str = "class_scene",
               discriminator: bool = False, bn_compat: bool = True) -> TaskNetwork:
