@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Issue 5's evaluation of the spaces other than NB201 on their real ground truth (docs/reproduction.md,
 # "Other spaces"). Every run is a resumable `lswag bench`; rerunning skips what its store holds.
-#   bash benchmarks/evaluate_spaces.sh cifar|tnb|autoformer   (N=100 by default; OUT=runs/eval)
+#   bash benchmarks/evaluate_spaces.sh cifar|tnb|autoformer   (N=100, WORKERS=1, OUT=runs/eval by default)
 # The proxies are the zoo less the ones costing 1.5 floors or more each (grasp, te_ntk_cond, zen) and the
 # ensembles' own components (az_*, te_linear_regions, tcet): on 2 CPU cores the whole zoo costs 14 floors.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-N=${N:-100}; OUT=${OUT:-runs/eval}; B=../shared/benchmarks; I=../shared/images
+N=${N:-100}; WORKERS=${WORKERS:-1}; OUT=${OUT:-runs/eval}; B=../shared/benchmarks; I=../shared/images
 P=${PROXIES:-l_swag,zico,swap,reg_swap,nwot,synflow,params,flops,grad_norm,snip,fisher,plain,l2_norm,jacov,epe_nas}
 mkdir -p "$OUT"
-bench() { lswag bench --n "$N" --proxies "$P" --seed 0 "$@"; }
+bench() { lswag bench --n "$N" --proxies "$P" --seed 0 --workers "$WORKERS" "$@"; }
 
 case "${1:?cifar, tnb or autoformer}" in
 cifar)
@@ -36,6 +36,6 @@ tnb)
     done
   done ;;
 autoformer)
-  python benchmarks/autoformer_bias.py --n "$N" --proxies "$P" --store "$OUT/autoformer_s.sqlite" --out "$OUT/autoformer_s" ;;
+  python benchmarks/autoformer_bias.py --n "$N" --proxies "$P" --workers "$WORKERS" --batch-size "${BATCH:-16}" --store "$OUT/autoformer_s.sqlite" --out "$OUT/autoformer_s" ;;
 *) echo "unknown part $1; choose cifar, tnb or autoformer" >&2; exit 2 ;;
 esac

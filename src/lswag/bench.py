@@ -19,9 +19,10 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
+import torch.nn as nn
 from tqdm import tqdm
 
 from lswag import __version__, plots, spaces
@@ -30,7 +31,7 @@ from lswag.data import Batch, load_batch
 from lswag.ensembles import ENSEMBLES, combine
 from lswag.errors import LswagError, unknown_choice
 from lswag.probe import INITS
-from lswag.scoring import resolve_proxies, score_architecture, space_options
+from lswag.scoring import evaluate, resolve_proxies, score_architecture, space_options
 from lswag.stats import Correlation, correlate
 from lswag.store import Store
 
@@ -103,16 +104,19 @@ def _score_in_ray(space: str, batch: Batch, threads: int, *task):
 EXECUTORS = ("local", "ray")
 
 
-def _local_results(space: str, batch: Batch, tasks: list[tuple], workers: int) -> Iterator[tuple]:
-    if workers == 1:
+def _worker_pool(space: str, batch: Batch, workers: int) -> ProcessPoolExecutor:
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    return ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(space, batch, threads))
+
+
+def _local_results(space: str, batch: Batch, tasks: list[tuple], pool: ProcessPoolExecutor | None) -> Iterator[tuple]:
+    if pool is None:
         _start_worker(space, batch, torch.get_num_threads())
         for task in tasks:
             yield _score(*task)
         return
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(space, batch, threads)) as pool:
-        for future in as_completed([pool.submit(_score, *task) for task in tasks]):
-            yield future.result()
+    for future in as_completed([pool.submit(_score, *task) for task in tasks]):
+        yield future.result()
 
 
 def _check_reachable(address: str) -> None:
@@ -170,6 +174,132 @@ def _ray_tasks(ray, space: str, batch: Batch, tasks: list[tuple], stop: bool) ->
             ray.shutdown()
 
 
+@dataclass(frozen=True)
+class Scoring:
+    """How architectures of ``space`` are scored: everything that changes a score, so the store key."""
+
+    space: str
+    proxies: tuple[str, ...]
+    data: str = "digits"
+    batch_size: int = 64
+    seed: int = 0                           # of the batch and of the weights
+    image_size: int | None = None           # default: the space's input size
+    gradient_draws: int = 2
+    init: str = "given"                     # lswag.probe.INITS
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    build: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):   # every check before any work
+        if self.init not in INITS:
+            raise unknown_choice("init", self.init, INITS)
+        spaces.get(self.space).check_build_options(self.build)
+        space_options(spaces.get(self.space), self.names, self.options)
+
+    @property
+    def names(self) -> list[str]:
+        return resolve_proxies(list(self.proxies))
+
+    @property
+    def resolved_options(self) -> dict[str, dict[str, Any]]:
+        """The options each proxy is scored with: the space's measured defaults, then ``options``."""
+        return space_options(spaces.get(self.space), self.names, self.options)
+
+    @property
+    def size(self):
+        return self.image_size or spaces.get(self.space).input_shape[1:]
+
+    def settings(self) -> dict[str, dict[str, Any]]:
+        """The store key of each proxy: ``{proxy: settings}``."""
+        common = {"lswag": __version__, "data": self.data, "batch_size": self.batch_size, "seed": self.seed,
+                  "image_size": self.size, "gradient_draws": self.gradient_draws, "init": self.init}
+        if self.build:   # absent otherwise, so that stores of earlier runs stay valid
+            common["build"] = self.build
+        return {name: {**common, "options": self.resolved_options.get(name, {})} for name in self.names}
+
+    def batch(self) -> Batch:
+        return load_batch(self.data, batch_size=self.batch_size, seed=self.seed, image_size=self.size)
+
+
+def check_executor(workers: int, executor: str, ray_address: str | None) -> None:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise LswagError(f"workers must be at least 1, got {workers}")
+    if executor not in EXECUTORS:
+        raise LswagError(f"unknown executor {executor!r}; choose one of: {', '.join(EXECUTORS)}")
+    if ray_address and executor != "ray":
+        raise LswagError("a Ray address needs --executor ray")
+
+
+class StoreScorer:
+    """Scores architectures through a :class:`Store`: what it holds is read, the rest computed
+    (in this process, a local pool or Ray) and committed as each architecture finishes."""
+
+    def __init__(self, setup: Scoring, store: Store, *, workers: int = 1, executor: str = "local",
+                 ray_address: str | None = None):
+        check_executor(workers, executor, ray_address)
+        self.setup, self.store, self.workers, self.executor, self.ray_address = setup, store, workers, executor, ray_address
+        self.settings = setup.settings()
+        self._batch: Batch | None = None
+        self._pool: ProcessPoolExecutor | None = None   # started at the first work, kept until close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> StoreScorer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def score(self, archs: list[str], bar: tqdm | None = None) -> dict[str, dict[str, Any]]:
+        """``{arch: {proxy: StoredResult}}`` for the (canonical text) ``archs``; ``bar`` advances per arch."""
+        setup, names = self.setup, self.setup.names
+        done = {name: self.store.done(name, self.settings[name]) for name in names}
+        todo = [(arch, [n for n in names if arch not in done[n]]) for arch in dict.fromkeys(archs)]
+        todo = [(arch, missing) for arch, missing in todo if missing]
+        if bar is not None:
+            bar.update(len(set(archs)) - len(todo))
+        if todo:
+            if self._batch is None:
+                self._batch = setup.batch()
+            options = setup.resolved_options
+            tasks = [(arch, missing, {n: options[n] for n in missing if n in options}, setup.seed,
+                      setup.gradient_draws, setup.init, setup.build) for arch, missing in todo]
+            if self.executor == "ray":
+                results = _ray_results(setup.space, self._batch, tasks, self.workers, self.ray_address)
+            else:
+                if self.workers > 1 and self._pool is None:
+                    self._pool = _worker_pool(setup.space, self._batch, self.workers)
+                results = _local_results(setup.space, self._batch, tasks, self._pool)
+            for arch, scored, peak in results:
+                self.store.add(arch, [(name, self.settings[name], value, seconds) for name, value, seconds in scored],
+                               peak)
+                if bar is not None:
+                    bar.update()
+        stored = {name: self.store.results(name, self.settings[name]) for name in names}
+        return {arch: {name: stored[name][arch] for name in names} for arch in archs}
+
+    def score_network(self, key: str, make: Callable[[int], nn.Module]) -> dict[str, Any]:
+        """``{proxy: StoredResult}`` of a network that is no architecture of the space (a pruning
+        supernet), stored under ``key``; ``make(num_classes)`` builds it. Scored in this process."""
+        setup, names = self.setup, self.setup.names
+        missing = [n for n in names if key not in self.store.done(n, self.settings[n])]
+        if missing:
+            if self._batch is None:
+                self._batch = setup.batch()
+            space = spaces.get(setup.space)
+            batch = space.prepare(self._batch, seed=setup.seed, **setup.build)
+            options = setup.resolved_options
+            results = evaluate(make(batch.num_classes), batch, missing,
+                               options={n: options[n] for n in missing if n in options},
+                               gradient_draws=setup.gradient_draws, init=setup.init, init_seed=setup.seed,
+                               loss_fn=space.task_loss(**setup.build))
+            self.store.add(key, [(r.name, self.settings[r.name], r.value, r.seconds) for r in results],
+                           peak_memory_mb())
+        return {name: self.store.results(name, self.settings[name])[key] for name in names}
+
+
 def run_bench(config: BenchConfig, store_path, *, workers: int = 1, executor: str = "local",
               ray_address: str | None = None, progress: bool = True) -> list[ProxyReport]:
     """Score what the store lacks, then correlate every proxy with the ground truth; when all the
@@ -179,49 +309,22 @@ def run_bench(config: BenchConfig, store_path, *, workers: int = 1, executor: st
     ``workers``; ``executor="ray"`` sends the architectures to Ray (a local instance of
     ``workers`` CPUs, or the cluster at ``ray_address``). Results are identical either way.
     """
-    if workers < 1:
-        raise LswagError(f"workers must be at least 1, got {workers}")
-    if executor not in EXECUTORS:
-        raise LswagError(f"unknown executor {executor!r}; choose one of: {', '.join(EXECUTORS)}")
-    if config.init not in INITS:
-        raise unknown_choice("init", config.init, INITS)
-    if ray_address and executor != "ray":
-        raise LswagError("a Ray address needs --executor ray")
+    check_executor(workers, executor, ray_address)
     space = spaces.get(config.space)
-    space.check_build_options(config.build)
+    setup = Scoring(config.space, tuple(config.proxies), data=config.data, batch_size=config.batch_size,
+                    seed=config.seed, image_size=config.image_size, gradient_draws=config.gradient_draws,
+                    init=config.init, options=config.options, build=config.build)
     truth = load_truth(config.truth, space=config.space, metric=config.metric,
                        arch_column=config.arch_column, dataset=config.dataset, column_names=config.column_names,
                        duplicates=config.duplicates)
-    names = resolve_proxies(list(config.proxies))
-    options = space_options(space, names, config.options)
-    image_size = config.image_size or space.input_shape[1:]
-    batch = load_batch(config.data, batch_size=config.batch_size, seed=config.seed, image_size=image_size)
-    common = {"lswag": __version__, "data": config.data, "batch_size": config.batch_size, "seed": config.seed,
-              "image_size": image_size, "gradient_draws": config.gradient_draws, "init": config.init}
-    if config.build:   # absent otherwise, so that stores of earlier runs stay valid
-        common["build"] = config.build
-    settings = {name: {**common, "options": options.get(name, {})} for name in names}
     archs = [space.format(a) for a in sample_archs(truth.archs(), space, config.n, config.seed)]
-
     with Store(store_path, config.space) as store:
-        done = {name: store.done(name, settings[name]) for name in names}
-        todo = [(arch, [n for n in names if arch not in done[n]]) for arch in archs]
-        todo = [(arch, missing) for arch, missing in todo if missing]
-        tasks = [(arch, missing, {n: options[n] for n in missing if n in options}, config.seed,
-                  config.gradient_draws, config.init, config.build) for arch, missing in todo]
-        if not tasks:
-            results = iter(())
-        elif executor == "ray":
-            results = _ray_results(config.space, batch, tasks, workers, ray_address)
-        else:
-            results = _local_results(config.space, batch, tasks, workers)
-        bar = tqdm(total=len(archs), initial=len(archs) - len(todo), desc=f"{config.space} bench",
-                   unit="arch", disable=not progress)
-        for arch, scored, peak in results:
-            store.add(arch, [(name, settings[name], value, seconds) for name, value, seconds in scored], peak)
-            bar.update()
-        bar.close()
-        stored = {name: store.results(name, settings[name]) for name in names}
+        with StoreScorer(setup, store, workers=workers, executor=executor, ray_address=ray_address) as scorer:
+            bar = tqdm(total=len(archs), desc=f"{config.space} bench", unit="arch", disable=not progress)
+            scored = scorer.score(archs, bar)
+            bar.close()
+    names = setup.names
+    stored = {name: {arch: scored[arch][name] for arch in archs} for name in names}
     reports = [_report(name, stored[name], archs, truth, space) for name in names]
     return reports + _ensemble_reports(stored, archs, truth, space)
 

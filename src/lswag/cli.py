@@ -11,16 +11,19 @@ from pathlib import Path
 
 from lswag import __version__, proxies, spaces
 from lswag.benchmarks import DUPLICATES
-from lswag.bench import EXECUTORS, BenchConfig, read_tables, run_bench, write_outputs
-from lswag.data import SOURCES
+from lswag.bench import EXECUTORS, BenchConfig, Scoring, read_tables, run_bench, write_outputs
+from lswag.data import SOURCES, load_dataset
 from lswag.demo import run_demo
 from lswag.errors import LswagError
 from lswag.layers import analyse_layers, plot_profile
 from lswag.libra import evaluate, read_scores, write_evaluation
+from lswag import minibench
 from lswag.plots import heatmap
 from lswag.probe import INITS, PASS_OF_NEED
 from lswag.proxies import Failure
 from lswag.scoring import parse_build_options, parse_option, score_architecture
+from lswag.search import LIBRA_POOL, STRATEGIES, Budget, SearchConfig, load_result, search
+from lswag.train import DEVICES, OPTIMIZERS, Recipe, train
 
 
 class _Parser(argparse.ArgumentParser):
@@ -170,6 +173,75 @@ def _cmd_demo(args) -> None:
         print(f"{rank:>3}  {_value_text(cell.value):>12}  {cell.seconds:6.2f}s  {cell.arch}")
 
 
+def _scoring(args, proxies=("l_swag",)) -> Scoring:
+    return Scoring(args.space, tuple(proxies), data=args.data, batch_size=args.batch_size, seed=args.score_seed,
+                   image_size=args.image_size, gradient_draws=args.draws, init=args.init,
+                   options=_collect_options(args.option), build=parse_build_options(args.build))
+
+
+def _cmd_search(args) -> None:
+    budget = Budget(args.min_params, args.max_params, args.min_flops, args.max_flops)
+    config = SearchConfig(
+        scoring=_scoring(args), strategy=args.strategy, fitness=args.fitness, evaluations=args.evaluations,
+        population=args.population, generations=args.generations, parents=args.parents,
+        mutation_prob=args.mutation_prob, crossover_prob=args.crossover_prob, seed=args.seed, budget=budget,
+        truth=args.truth, metrics=tuple(m for m in (args.metric or "").split(",") if m), arch_column=args.arch_column,
+        calibration=args.calibration, libra_pool=tuple(args.libra_pool.split(",")) if args.libra_pool else LIBRA_POOL)
+    store = args.store or f"runs/search-{args.space}.sqlite"
+    Path(store).parent.mkdir(parents=True, exist_ok=True)
+    result = search(config, store, workers=args.workers, executor=args.executor, ray_address=args.ray_address)
+    if result.libra:
+        print(result.libra)
+    print(f"{result.strategy} search of {result.space} by {result.fitness}: {result.evaluations} candidates evaluated"
+          + (f", {result.failures} failed (ranked last)" if result.failures else "")
+          + f"; {result.wall_seconds:.1f} s in this run, {result.scoring_seconds:.1f} s of scoring in all")
+    print(f"best: {result.arch}")
+    scores = ", ".join(f"{k} {v:.6g}" if v is not None else f"{k} failed" for k, v in result.scores.items())
+    print(f"  {scores}")
+    for metric, value in result.truth.items():
+        print(f"  {metric}: {value if value is None else f'{value:.2f}'} (ground truth, {args.truth})")
+    out = Path(args.out) if args.out else Path(store).with_name(f"search-{args.space}-{args.strategy}-{args.fitness}-seed{args.seed}.json")
+    print(f"result written to {result.save(out)} (rebuild: lswag train --from {out})")
+
+
+def _cmd_train(args) -> None:
+    if args.result:
+        found = load_result(args.result)
+        space_name, arch, build = found["space"], found["arch"], found["build"]
+    elif args.arch:
+        space_name, arch, build = args.space, args.arch, parse_build_options(args.build)
+    else:
+        raise LswagError("lswag train needs --arch (with --space) or --from a search result")
+    space = spaces.get(space_name)
+    space.check_build_options(build)
+    if space.task_loss(**build) != "cross_entropy":
+        raise LswagError(f"lswag train trains classifiers on labels; {space_name} with {build} is trained with "
+                         f"{space.task_loss(**build)}, whose targets are not available here")
+    image_size = args.image_size or space.input_shape[1:]
+    train_set = load_dataset(args.data, "train", image_size=image_size, download=args.download)
+    test_set = load_dataset(args.data, "test", image_size=image_size, download=args.download)
+    model = space.build(arch, num_classes=train_set.num_classes, seed=args.seed, **build)
+    optimizer = args.optimizer if args.optimizer != "auto" else ("adamw" if space_name.startswith("autoformer") else "sgd")
+    augment = args.data.startswith("cifar") if args.augment is None else args.augment
+    recipe = Recipe(optimizer=optimizer, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                    weight_decay=args.weight_decay, augment=augment, seed=args.seed)
+    describe = {"space": space_name, "arch": space.format(arch), "build": build}
+    result = train(model, train_set, test_set, recipe, checkpoint=args.checkpoint, describe=describe,
+                   device=args.device)
+    resumed = f", resumed after epoch {result.resumed_from}" if result.resumed_from else ""
+    print(f"{space_name} {space.format(arch)}: test accuracy {result.test_accuracy:.2f}% on {len(test_set)} images "
+          f"after {result.epochs} epochs ({recipe.optimizer}, lr {recipe.lr:g}, batch {recipe.batch_size}; "
+          f"{result.seconds:.1f} s{resumed})" + (f"; checkpoint {args.checkpoint}" if args.checkpoint else ""))
+
+
+def _cmd_make_bench(args) -> None:
+    command = "lswag make-bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["make-bench"] else ""
+    path = minibench.make_bench(args.out, n=args.n, seed=args.seed, command=command)
+    meta = minibench.load_metadata(path)
+    print(f"{path}: {meta['cells']} NB201 cells trained on {meta['data']} ({meta['wall_seconds']:.0f} s in all); "
+          f"recipe in {minibench.metadata_path(path)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lswag", description="Zero-cost neural architecture search with L-SWAG.")
     parser.add_argument("--version", action="version", version=f"lswag {__version__}")
@@ -273,6 +345,71 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("spaces", help="list the search spaces").set_defaults(run=_cmd_spaces)
     commands.add_parser("proxies", help="list the proxies and their options").set_defaults(run=_cmd_proxies)
+
+    find = commands.add_parser("search", help="zero-shot search: evolution, random or pruning, by a proxy, "
+                                              "a rank combination or LIBRA")
+    find.add_argument("--space", default="nb201", help=f"search space ({', '.join(spaces.names())})")
+    find.add_argument("--strategy", default="evolution", help=f"{', '.join(STRATEGIES)} (default evolution)")
+    find.add_argument("--fitness", default="l_swag",
+                      help="a proxy, rank:PROXY,PROXY,... (rank averaging), az_nas, te_nas or libra (needs --truth)")
+    find.add_argument("--evaluations", type=int,
+                      help="candidates to evaluate (evolution: population x generations; random: 1000)")
+    find.add_argument("--population", type=int, default=50)
+    find.add_argument("--generations", type=int, default=20)
+    find.add_argument("--parents", type=int, default=10, help="top candidates that breed each generation")
+    find.add_argument("--mutation-prob", type=float, default=0.2, help="per-choice redraw probability of a mutation")
+    find.add_argument("--crossover-prob", type=float, default=0.5, help="share of the children made by crossover")
+    find.add_argument("--seed", type=int, default=0, help="seed of the search's draws")
+    find.add_argument("--score-seed", type=int, default=0, help="seed of the scoring batch and weights (store key)")
+    for kind in ("params", "flops"):
+        find.add_argument(f"--min-{kind}", type=float, help=f"least {kind} in millions")
+        find.add_argument(f"--max-{kind}", type=float, help=f"most {kind} in millions")
+    find.add_argument("--truth", help="ground truth: candidates are drawn among its archs and the result looked up")
+    find.add_argument("--metric", help="comma-separated truth columns to report (the first also fits LIBRA)")
+    find.add_argument("--arch-column", default="arch_str", help="the truth column with the architecture")
+    find.add_argument("--calibration", type=int, default=100, help="archs of the truth a LIBRA fitness is fitted on")
+    find.add_argument("--libra-pool", help=f"comma-separated proxies LIBRA chooses from (default {','.join(LIBRA_POOL)})")
+    find.add_argument("--data", default="digits", help=data_help)
+    find.add_argument("--batch-size", type=int, default=64)
+    find.add_argument("--image-size", type=int, help="input size (default: the space's)")
+    find.add_argument("--draws", type=int, default=2, help="gradient draws of zico/l_swag")
+    find.add_argument("--init", choices=INITS, default="given", help=init_help)
+    find.add_argument("--option", action="append", default=[], metavar="PROXY.KEY=VALUE",
+                      help="a proxy option, e.g. l_swag.window=3-10 (repeatable)")
+    find.add_argument("--build", action="append", default=[], metavar="KEY=VALUE", help=build_help)
+    find.add_argument("--store", help="SQLite result store, shared with lswag bench (default runs/search-SPACE.sqlite)")
+    find.add_argument("--workers", type=int, default=1, help="parallel scoring processes (or Ray CPUs)")
+    find.add_argument("--executor", choices=EXECUTORS, default="local")
+    find.add_argument("--ray-address", help="join this Ray cluster (auto or HOST:PORT)")
+    find.add_argument("--out", help="JSON file for the result (default beside the store)")
+    find.set_defaults(run=_cmd_search)
+
+    fit = commands.add_parser("train", help="train an architecture (or a search result) with a standard recipe")
+    fit.add_argument("--space", default="nb201", help=f"search space ({', '.join(spaces.names())})")
+    fit.add_argument("--arch", help="architecture in any text form of the space")
+    fit.add_argument("--from", dest="result", metavar="RESULT.json", help="a result written by lswag search")
+    fit.add_argument("--build", action="append", default=[], metavar="KEY=VALUE", help=build_help)
+    fit.add_argument("--data", default="digits", help="digits, cifar10:PATH, cifar100:PATH or npz:PATH")
+    fit.add_argument("--download", action="store_true", help="fetch CIFAR into PATH when it is missing")
+    fit.add_argument("--image-size", type=int, help="input size (default: the space's)")
+    fit.add_argument("--epochs", type=int, default=10)
+    fit.add_argument("--batch-size", type=int, default=64)
+    fit.add_argument("--optimizer", choices=("auto", *OPTIMIZERS), default="auto",
+                     help="auto: adamw for ViTs (autoformer), sgd otherwise")
+    fit.add_argument("--lr", type=float, help="learning rate (default 0.1 sgd, 1e-3 adamw)")
+    fit.add_argument("--weight-decay", type=float, help="default 5e-4 sgd, 0.05 adamw")
+    fit.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                     help="random crop and flip (default: on for CIFAR)")
+    fit.add_argument("--seed", type=int, default=0, help="seed of the weights and the batch order")
+    fit.add_argument("--checkpoint", help="checkpoint file, written every epoch and resumed from")
+    fit.add_argument("--device", choices=DEVICES, default="auto")
+    fit.set_defaults(run=_cmd_train)
+
+    make = commands.add_parser("make-bench", help="train NB201 cells on the built-in digits: the embedded mini-benchmark")
+    make.add_argument("--out", required=True, help="CSV table to write (resumed when it exists)")
+    make.add_argument("--n", type=int, default=500, help="number of cells (seeded sample)")
+    make.add_argument("--seed", type=int, default=0, help="seed of the sample")
+    make.set_defaults(run=_cmd_make_bench)
 
     demo = commands.add_parser("demo", help="rank sampled NB201 cells with L-SWAG on built-in data")
     demo.add_argument("--n", type=int, default=20, help="number of cells")

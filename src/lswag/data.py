@@ -44,7 +44,7 @@ import torch.nn.functional as F
 
 from lswag.errors import LswagError, unknown_choice
 
-__all__ = ["Batch", "SOURCES", "load_batch", "CIFAR_URLS", "CIFAR_MD5"]
+__all__ = ["Batch", "Dataset", "SOURCES", "SPLITS", "load_batch", "load_dataset", "CIFAR_URLS", "CIFAR_MD5"]
 
 SOURCES = ("digits", "cifar10:PATH", "cifar100:PATH", "npz:PATH", "gaussian")
 
@@ -57,6 +57,7 @@ CIFAR_MD5 = {
     "cifar10": "c58f30108f718f92721af3b95e74349a",
     "cifar100": "eb9058c3a382ffc7106e4002c42a8d85",
 }
+_CIFAR_TRAIN_FILES = {"cifar10": tuple(f"data_batch_{i}" for i in range(1, 6)), "cifar100": ("train",)}
 # name: (folder, test file, label key, classes, mean, std)
 _CIFAR = {
     "cifar10": ("cifar-10-batches-py", "test_batch", b"labels", 10,
@@ -95,6 +96,72 @@ def load_batch(spec: str = "digits", batch_size: int = 64, seed: int = 0,
                image_size: int | tuple[int, int] | None = 32, num_classes: int | None = None,
                download: bool = False) -> Batch:
     """Draw ``batch_size`` images from the source named by ``spec`` (see the module docstring)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise LswagError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise LswagError(f"seed must be a non-negative integer, got {seed!r}")
+    rng = np.random.default_rng(seed)
+    if str(spec).strip() == "gaussian":
+        _check_classes(num_classes)
+        nc = 10 if num_classes is None else num_classes
+        h, w = _size(image_size) or (32, 32)
+        x = rng.standard_normal((batch_size, 3, h, w), dtype=np.float32)
+        y = rng.integers(0, nc, size=batch_size)
+        return Batch(torch.from_numpy(x), torch.from_numpy(y.astype(np.int64)), nc, "gaussian")
+    images = load_dataset(spec, split="all", image_size=image_size, num_classes=num_classes, download=download)
+    if batch_size > len(images):
+        raise LswagError(f"batch_size {batch_size} exceeds the {len(images)} images available in {spec!r}")
+    return images.batch(rng.choice(len(images), size=batch_size, replace=False))
+
+
+#: the splits :func:`load_dataset` serves
+SPLITS = ("train", "test", "all")
+#: share of digits and npz images held out as their test split
+TEST_FRACTION = 0.2
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A labelled image set kept as read (uint8 NHWC, or digits' grey N1HW floats in 0..1), with
+    the normalisation and size every batch of it gets (the module docstring's rules)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    num_classes: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    size: tuple[int, int] | None
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batch(self, idx) -> Batch:
+        """The images at ``idx``, normalised and resized, as a :class:`Batch`."""
+        chosen = self.images[idx]
+        if chosen.dtype == np.uint8:                                  # NHWC uint8 -> NCHW 0..1
+            x = torch.from_numpy(np.ascontiguousarray(chosen.transpose(0, 3, 1, 2))).float() / 255.0
+        else:                                                         # digits: N1HW float64
+            x = torch.from_numpy(chosen).float().expand(-1, 3, -1, -1)
+        m = torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1)
+        s = torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1)
+        x = (x - m) / s
+        if self.size is not None and tuple(x.shape[-2:]) != self.size:
+            shrink = self.size[0] < x.shape[-2] or self.size[1] < x.shape[-1]
+            x = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False, antialias=shrink)
+        y = torch.from_numpy(self.labels[idx].astype(np.int64))
+        return Batch(x.contiguous(), y, self.num_classes, self.source)
+
+
+def load_dataset(spec: str = "digits", split: str = "all", image_size: int | tuple[int, int] | None = 32,
+                 num_classes: int | None = None, download: bool = False) -> Dataset:
+    """The images of a real source (``digits``, ``cifar10:PATH``, ``cifar100:PATH``, ``npz:PATH``).
+
+    ``split``: CIFAR's official ``train`` (50,000) or ``test`` (10,000) files, ``all`` being the
+    test file (what :func:`load_batch` draws from); digits and npz are split by a fixed shuffle
+    (``default_rng(0)``), the last :data:`TEST_FRACTION` of it being ``test``. Normalisation
+    statistics are those of the whole source, whatever the split.
+    """
     spec = str(spec).strip()
     scheme, colon, path = spec.partition(":")
     if scheme not in ("digits", "gaussian", "cifar10", "cifar100", "npz"):
@@ -102,24 +169,15 @@ def load_batch(spec: str = "digits", batch_size: int = 64, seed: int = 0,
     if scheme in ("digits", "gaussian") and colon:
         raise LswagError(f"data source {scheme!r} takes no path (got {spec!r}); valid choices: "
                          f"{', '.join(SOURCES)}")
-    if scheme not in ("digits", "gaussian") and not path:
-        raise LswagError(f"data source {scheme!r} needs a path: {scheme}:PATH")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise LswagError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise LswagError(f"seed must be a non-negative integer, got {seed!r}")
-    if num_classes is not None and (isinstance(num_classes, bool)
-                                    or not isinstance(num_classes, int) or num_classes < 1):
-        raise LswagError(f"num_classes must be a positive integer, got {num_classes!r}")
-    size = _size(image_size)
-    rng = np.random.default_rng(seed)
-
     if scheme == "gaussian":
-        nc = 10 if num_classes is None else num_classes
-        h, w = size or (32, 32)
-        x = rng.standard_normal((batch_size, 3, h, w), dtype=np.float32)
-        y = rng.integers(0, nc, size=batch_size)
-        return Batch(torch.from_numpy(x), torch.from_numpy(y.astype(np.int64)), nc, spec)
+        raise LswagError("data source 'gaussian' has no fixed images to train or test on; "
+                         "choose digits, cifar10:PATH, cifar100:PATH or npz:PATH")
+    if not colon and scheme != "digits" or colon and not path:
+        raise LswagError(f"data source {scheme!r} needs a path: {scheme}:PATH")
+    if split not in SPLITS:
+        raise unknown_choice("data split", split, SPLITS)
+    _check_classes(num_classes)
+    size = _size(image_size)
 
     if scheme == "digits":
         from sklearn.datasets import load_digits
@@ -133,7 +191,7 @@ def load_batch(spec: str = "digits", batch_size: int = 64, seed: int = 0,
         nc = int(labels.max()) + 1 if num_classes is None else num_classes
         mean, std = _channel_stats(images)
     else:
-        images, labels = _read_cifar(scheme, Path(path).expanduser(), download)
+        images, labels = _read_cifar(scheme, Path(path).expanduser(), download, split == "train")
         nc, mean, std = _CIFAR[scheme][3:]
 
     if num_classes is not None:
@@ -141,25 +199,18 @@ def load_batch(spec: str = "digits", batch_size: int = 64, seed: int = 0,
     if labels.min() < 0 or labels.max() >= nc:
         raise LswagError(f"labels of {spec!r} span {int(labels.min())}..{int(labels.max())}, "
                          f"outside 0..{nc - 1} for num_classes={nc}")
+    if scheme in ("digits", "npz") and split != "all":
+        order = np.random.default_rng(0).permutation(len(labels))
+        cut = len(labels) - max(1, round(TEST_FRACTION * len(labels)))
+        keep = order[:cut] if split == "train" else order[cut:]
+        images, labels = images[keep], labels[keep]
+    return Dataset(images, labels, nc, tuple(mean), tuple(std), size, spec)
 
-    n = len(labels)
-    if batch_size > n:
-        raise LswagError(f"batch_size {batch_size} exceeds the {n} images available in {spec!r}")
-    idx = rng.choice(n, size=batch_size, replace=False)
 
-    chosen = images[idx]
-    if chosen.dtype == np.uint8:                                      # NHWC uint8 -> NCHW 0..1
-        x = torch.from_numpy(np.ascontiguousarray(chosen.transpose(0, 3, 1, 2))).float() / 255.0
-    else:                                                             # digits: N1HW float64
-        x = torch.from_numpy(chosen).float().expand(-1, 3, -1, -1)
-    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-    x = (x - m) / s
-    if size is not None and tuple(x.shape[-2:]) != size:
-        shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
-    y = torch.from_numpy(labels[idx].astype(np.int64))
-    return Batch(x.contiguous(), y, nc, spec)
+def _check_classes(num_classes) -> None:
+    if num_classes is not None and (isinstance(num_classes, bool)
+                                    or not isinstance(num_classes, int) or num_classes < 1):
+        raise LswagError(f"num_classes must be a positive integer, got {num_classes!r}")
 
 
 def _size(image_size) -> tuple[int, int] | None:
@@ -215,26 +266,31 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _read_cifar(name: str, root: Path, download: bool) -> tuple[np.ndarray, np.ndarray]:
-    folder, fname, label_key = _CIFAR[name][:3]
-    candidates = (root / folder / fname, root / fname)
-    found = next((p for p in candidates if p.is_file()), None)
-    if found is None and download:
-        _download(name, root)
+def _read_cifar(name: str, root: Path, download: bool, train: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The test file of CIFAR-``name`` (or, with ``train``, its training files, concatenated)."""
+    folder, test_file, label_key = _CIFAR[name][:3]
+    files = _CIFAR_TRAIN_FILES[name] if train else (test_file,)
+    parts = []
+    for fname in files:
+        candidates = (root / folder / fname, root / fname)
         found = next((p for p in candidates if p.is_file()), None)
-    if found is None:
-        raise LswagError(f"{name} test split not found: expected {candidates[0]} (or {candidates[1]});"
-                         f" pass download=True (--download in the CLI) to fetch it")
-    try:
-        with open(found, "rb") as f:
-            d = pickle.load(f, encoding="bytes")
-        data = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-        labels = np.asarray(d[label_key], dtype=np.int64)
-    except Exception as e:  # noqa: BLE001 - any corrupt file is a user-input problem
-        raise LswagError(f"cannot read {found} as a {name} batch: {type(e).__name__}: {e}") from None
-    if len(data) != len(labels) or len(labels) == 0:
-        raise LswagError(f"{found}: {len(data)} images but {len(labels)} labels")
-    return data.transpose(0, 2, 3, 1), labels                         # NHWC like npz
+        if found is None and download:
+            _download(name, root)
+            found = next((p for p in candidates if p.is_file()), None)
+        if found is None:
+            raise LswagError(f"{name} {'training' if train else 'test'} file not found: expected {candidates[0]} "
+                             f"(or {candidates[1]}); pass download=True (--download in the CLI) to fetch it")
+        try:
+            with open(found, "rb") as f:
+                d = pickle.load(f, encoding="bytes")
+            data = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+            labels = np.asarray(d[label_key], dtype=np.int64)
+        except Exception as e:  # noqa: BLE001 - any corrupt file is a user-input problem
+            raise LswagError(f"cannot read {found} as a {name} batch: {type(e).__name__}: {e}") from None
+        if len(data) != len(labels) or len(labels) == 0:
+            raise LswagError(f"{found}: {len(data)} images but {len(labels)} labels")
+        parts.append((data.transpose(0, 2, 3, 1), labels))                # NHWC like npz
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def _download(name: str, root: Path) -> None:

@@ -61,8 +61,11 @@ class SearchSpace(abc.ABC):
         """``n`` distinct architectures drawn uniformly at random; the same seed gives the same list."""
 
     @abc.abstractmethod
-    def mutate(self, arch: Hashable, rng: random.Random) -> Hashable:
-        """A random neighbour of ``arch`` (the space's search mutation), drawn from ``rng``."""
+    def mutate(self, arch: Hashable, rng: random.Random, prob: float | None = None) -> Hashable:
+        """A different architecture near ``arch`` (the space's search mutation), drawn from ``rng``:
+        with ``prob``, each independent choice of the architecture is redrawn with that probability
+        (at least one is drawn); without, the space's own mutation (usually one choice). A child
+        equal to its parent is possible only where the space's docstring says so (AutoFormer)."""
 
     @abc.abstractmethod
     def crossover(self, first: Hashable, second: Hashable, rng: random.Random) -> Hashable:

@@ -285,11 +285,13 @@ class AutoFormerSpace(SearchSpace):
                 found.setdefault(config, None)
         return list(found)
 
-    def mutate(self, arch: Any, rng: random.Random, layer_prob: float = 0.2, structure_prob: float = 0.4) -> ViTConfig:
+    def mutate(self, arch: Any, rng: random.Random, prob: float | None = None, structure_prob: float = 0.4) -> ViTConfig:
         """AutoFormer's mutation: with ``structure_prob`` a new depth (layers cut, or new random
-        layers appended), each layer's ratio and heads redrawn with ``layer_prob``, then with
-        ``structure_prob`` a new E."""
+        layers appended), each layer's ratio and heads redrawn with ``prob`` (AutoFormer's m_prob,
+        0.2 by default), then with ``structure_prob`` a new E. Redrawn values may equal the old
+        ones, as in AutoFormer, so the child can equal its parent."""
         config, g = self.parse(arch), self.grid
+        layer_prob = 0.2 if prob is None else prob
         ratios, heads = list(config.mlp_ratio), list(config.num_heads)
         if rng.random() < structure_prob:
             depth = rng.choice(g.depth)

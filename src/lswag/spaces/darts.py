@@ -312,22 +312,24 @@ class DartsSpace(SearchSpace):
             found.setdefault(Genotype(self._random_cell(rng), self._random_cell(rng)), None)
         return list(found)
 
-    def mutate(self, arch: Any, rng: random.Random) -> Genotype:
+    def mutate(self, arch: Any, rng: random.Random, prob: float | None = None) -> Genotype:
         """One pair of the normal or the reduction cell changed: its op for another, or its input for
-        another one that keeps the node's two inputs distinct (when there is one)."""
+        another one that keeps the node's two inputs distinct (when there is one). With ``prob``, each
+        of the cells' pairs is changed so with that probability (one pair when none is drawn)."""
         genotype = self.parse(arch)
-        which = rng.choice(("normal", "reduce"))
-        cell = list(getattr(genotype, which))
-        position = rng.randrange(len(cell))
-        op, source = cell[position]
-        node, partner = _node_of(position), cell[position ^ 1][1]
-        others = [s for s in range(node) if s not in (source, partner)]
-        if others and rng.random() < 0.5:
-            cell[position] = (op, rng.choice(others))
-        else:
-            cell[position] = (rng.choice([o for o in self.ops if o != op]), source)
-        fields = {"normal": genotype.normal, "reduce": genotype.reduce, which: tuple(cell)}
-        return Genotype(fields["normal"], fields["reduce"], genotype.normal_concat, genotype.reduce_concat)
+        cells = {"normal": list(genotype.normal), "reduce": list(genotype.reduce)}
+        pairs = [(which, i) for which in cells for i in range(len(cells[which]))]
+        chosen = [] if prob is None else [pair for pair in pairs if rng.random() < prob]
+        for which, position in chosen or [(rng.choice(("normal", "reduce")), rng.randrange(len(cells["normal"])))]:
+            cell = cells[which]
+            op, source = cell[position]
+            node, partner = _node_of(position), cell[position ^ 1][1]
+            others = [s for s in range(node) if s not in (source, partner)]
+            if others and rng.random() < 0.5:
+                cell[position] = (op, rng.choice(others))
+            else:
+                cell[position] = (rng.choice([o for o in self.ops if o != op]), source)
+        return Genotype(tuple(cells["normal"]), tuple(cells["reduce"]), genotype.normal_concat, genotype.reduce_concat)
 
     def crossover(self, first: Any, second: Any, rng: random.Random) -> Genotype:
         """Each node's two (op, input) pairs, in each cell, from either parent with probability ½."""

@@ -342,9 +342,11 @@ class NB101Space(SearchSpace):
         ops = list(spec.ops[:-1]) + [OPS[2]] * (MAX_VERTICES - vertices) + ["output"]
         return matrix, ops
 
-    def mutate(self, arch: Any, rng: random.Random) -> Spec:
+    def mutate(self, arch: Any, rng: random.Random, prob: float | None = None) -> Spec:
         """NASLib's mutation: each possible edge flipped with probability 1/7 and each interior op
-        redrawn with probability 1/3, repeated until the cell is valid and a different cell."""
+        redrawn with probability 1/3 (``prob`` when given), repeated until the cell is valid and a
+        different cell."""
+        op_prob = 1 / 3 if prob is None else prob
         spec = self.parse(arch)
         matrix, ops = self._padded(spec)
         for _ in range(10_000):
@@ -353,7 +355,7 @@ class NB101Space(SearchSpace):
                 for j in range(i + 1, MAX_VERTICES):
                     if rng.random() < 1 / MAX_VERTICES:
                         new[i, j] = 1 - new[i, j]
-            new_ops = [ops[0]] + [rng.choice(OPS) if rng.random() < 1 / 3 else op for op in ops[1:-1]] + [ops[-1]]
+            new_ops = [ops[0]] + [rng.choice(OPS) if rng.random() < op_prob else op for op in ops[1:-1]] + [ops[-1]]
             try:
                 child = self.validate(new, new_ops)
             except LswagError:

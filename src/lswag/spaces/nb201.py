@@ -210,9 +210,23 @@ class ResNetBasicblock(nn.Module):
         return self.shortcut(x) + self.conv_b(self.conv_a(x))
 
 
-def _make_op(name: str, channels: int) -> nn.Module:
+class MixedOp(nn.Module):
+    """A supernet edge: the sum of its ops' outputs (TE-NAS's mixed op with equal weights)."""
+
+    def __init__(self, names: tuple[str, ...], channels: int) -> None:
+        super().__init__()
+        self.ops = nn.ModuleList(_make_op(name, channels) for name in names)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs = [op(x) for op in self.ops]
+        return sum(outputs[1:], outputs[0])
+
+
+def _make_op(name: str | tuple[str, ...], channels: int) -> nn.Module:
     # Cells keep their width and resolution, so xautodl's FactorizedReduce and the 1x1
     # preprocessing of its pooling op never occur.
+    if isinstance(name, tuple):
+        return MixedOp(name, channels) if name else Zero()
     if name == "none":
         return Zero()
     if name == "skip_connect":
@@ -225,9 +239,10 @@ def _make_op(name: str, channels: int) -> nn.Module:
 
 
 class InferCell(nn.Module):
-    """xautodl's ``InferCell``: node j is the sum of op(node i) over i < j; node 3 is the output."""
+    """xautodl's ``InferCell``: node j is the sum of op(node i) over i < j; node 3 is the output.
+    In a supernet cell an edge holds a tuple of ops (:class:`MixedOp`)."""
 
-    def __init__(self, cell: Cell, channels: int) -> None:
+    def __init__(self, cell: Cell | tuple[tuple[str, ...], ...], channels: int) -> None:
         super().__init__()
         # Built in arch-string order, as xautodl does, so a seed gives xautodl's initial weights.
         self.edges = nn.ModuleList(_make_op(op, channels) for op in cell)
@@ -247,7 +262,8 @@ class TinyNetwork(nn.Module):
     ``forward`` returns the logits only (xautodl's returns ``(features, logits)``).
     """
 
-    def __init__(self, cell: Cell, C: int = 16, N: int = 5, num_classes: int = 10) -> None:
+    def __init__(self, cell: Cell | tuple[tuple[str, ...], ...], C: int = 16, N: int = 5,
+                 num_classes: int = 10) -> None:
         super().__init__()
         self.arch = cell
         self.stem = nn.Sequential(OrderedDict(
@@ -331,16 +347,30 @@ class NB201Space(SearchSpace):
         cells = _lexicographic_cells()
         return [cells[i] for i in random.Random(seed).sample(range(NUM_ARCHS), n)]
 
-    def mutate(self, arch: Any, rng: random.Random) -> Cell:
-        """The cell with one edge, drawn uniformly, given another op, drawn uniformly."""
+    def mutate(self, arch: Any, rng: random.Random, prob: float | None = None) -> Cell:
+        """The cell with one edge, drawn uniformly, given another op, drawn uniformly; with ``prob``,
+        each edge is given another op with that probability (one edge when none is drawn)."""
         ops = list(self.parse(arch))
-        edge = rng.randrange(len(EDGES))
-        ops[edge] = rng.choice([op for op in OPS if op != ops[edge]])
+        edges = [] if prob is None else [e for e in range(len(EDGES)) if rng.random() < prob]
+        for edge in edges or [rng.randrange(len(EDGES))]:
+            ops[edge] = rng.choice([op for op in OPS if op != ops[edge]])
         return Cell(*ops)
 
     def crossover(self, first: Any, second: Any, rng: random.Random) -> Cell:
         """Each edge's op from either parent with probability ½."""
         return Cell(*(a if rng.random() < 0.5 else b for a, b in zip(self.parse(first), self.parse(second))))
+
+    def supernet(self, edge_ops, num_classes: int | None = None, seed: int | None = None,
+                 C: int = 16, N: int = 5) -> TinyNetwork:
+        """The supernet whose edge ``e`` sums the ops ``edge_ops[e]`` (six collections of op names,
+        in :data:`EDGES` order; an empty one is ``none``), for pruning (:mod:`lswag.prune`)."""
+        edges = tuple(tuple(sorted(set(ops), key=OPS.index)) for ops in edge_ops)
+        if len(edges) != len(EDGES) or any(op not in OPS for ops in edges for op in ops):
+            raise LswagError(f"an NB201 supernet has {len(EDGES)} edges, each a set of ops among {_VALID_OPS}; "
+                             f"got {edge_ops!r}")
+        num_classes = check_int(self.num_classes if num_classes is None else num_classes, "NB201 num_classes", 1)
+        return seeded(seed, lambda: TinyNetwork(edges, check_int(C, "NB201 width C", 1),
+                                                check_int(N, "NB201 cells per stage N"), num_classes))
 
     def index_of(self, arch: Any) -> int:
         """The official NB201 / NATS-Bench index of ``arch``."""

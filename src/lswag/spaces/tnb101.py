@@ -420,16 +420,25 @@ class TNB101Space(SearchSpace):
     def _micro_ops(self, arch: str) -> list[str]:
         return list(arch.split("-")[2].replace("_", ""))
 
-    def mutate(self, arch: Any, rng: random.Random) -> str:
+    def mutate(self, arch: Any, rng: random.Random, prob: float | None = None) -> str:
         """Micro: one op changed; macro: one module's digit changed, or a module added or removed,
-        redrawn until the skeleton is valid."""
+        redrawn until the skeleton is valid. With ``prob``: micro, each op changed with that
+        probability; macro, each module gives one such move with that probability (at least one
+        change either way)."""
         arch = self.parse(arch)
         if self.kind == "micro":
             ops = self._micro_ops(arch)
-            i = rng.randrange(6)
-            ops[i] = rng.choice([o for o in MICRO_OPS if o != ops[i]])
+            chosen = [] if prob is None else [i for i in range(6) if rng.random() < prob]
+            for i in chosen or [rng.randrange(6)]:
+                ops[i] = rng.choice([o for o in MICRO_OPS if o != ops[i]])
             return self.parse(tuple(ops))
         skeleton = arch.split("-")[1]
+        moves = 1 if prob is None else max(1, sum(rng.random() < prob for _ in skeleton))
+        for _ in range(moves):
+            skeleton = self._macro_move(skeleton, rng)
+        return f"{BASE_CHANNELS}-{skeleton}-basic"
+
+    def _macro_move(self, skeleton: str, rng: random.Random) -> str:
         while True:
             digits, move = list(skeleton), rng.choice(("change", "insert", "delete"))
             if move == "change":
@@ -441,7 +450,7 @@ class TNB101Space(SearchSpace):
                 digits.pop(rng.randrange(len(digits)))
             candidate = "".join(digits)
             if candidate in self._macros:
-                return f"{BASE_CHANNELS}-{candidate}-basic"
+                return candidate
 
     def crossover(self, first: Any, second: Any, rng: random.Random) -> str:
         """Micro: each op from either parent; macro: a prefix of one skeleton and a suffix of the
