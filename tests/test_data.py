@@ -16,9 +16,9 @@ from lswag.errors import LswagError
 
 
 
-def _one_line_error(match, *args, **kwargs):
+def _one_line_error(match, *args, loader=load_batch, **kwargs):
     with pytest.raises(LswagError, match=match) as info:
-        load_batch(*args, **kwargs)
+        loader(*args, **kwargs)
     assert "\n" not in str(info.value)
     return str(info.value)
 
@@ -254,3 +254,38 @@ def test_batch_size_too_big_names_both_numbers():
 ])
 def test_argument_errors(kwargs, match):
     _one_line_error(match, **kwargs)
+
+
+# ---------------------------------------------------------------- training splits
+
+def test_digits_splits_partition_the_source():
+    from lswag.data import load_dataset
+    train, test, every = (load_dataset("digits", split, image_size=8) for split in ("train", "test", "all"))
+    assert (len(train), len(test), len(every)) == (1438, 359, 1797)
+    rows = lambda d: {d.images[i].tobytes() + bytes([int(d.labels[i])]) for i in range(len(d))}  # noqa: E731
+    assert rows(train) | rows(test) == rows(every) and not rows(train) & rows(test)
+    # the batches of a split are normalised with the whole source's statistics
+    assert train.mean == every.mean and torch.equal(train.batch([0]).x[0], every.batch(
+        [int(np.flatnonzero([(every.images[i] == train.images[0]).all() for i in range(len(every))])[0])]).x[0])
+
+
+def test_cifar_train_split_reads_every_training_file(tmp_path):
+    from lswag.data import load_dataset
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    parts = []
+    for i in range(1, 6):
+        d = {b"data": rng.integers(0, 256, (3, 3072), dtype=np.uint8), b"labels": [i - 1, i, i + 1]}
+        parts.append(d)
+        with open(folder / f"data_batch_{i}", "wb") as f:
+            pickle.dump(d, f)
+    train = load_dataset(f"cifar10:{tmp_path}", "train")
+    assert len(train) == 15 and train.labels.tolist() == [v for d in parts for v in d[b"labels"]]
+    expected, _ = _expected(np.concatenate([d[b"data"] for d in parts]), train.labels, [7],
+                            (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+    assert np.allclose(train.batch([7]).x.numpy(), expected, atol=1e-5)
+    (folder / "data_batch_3").unlink()
+    _one_line_error("cifar10 training file not found", f"cifar10:{tmp_path}", "train", loader=load_dataset)
+    _one_line_error("unknown data split 'val'", "digits", "val", loader=load_dataset)
+    _one_line_error("no fixed images", "gaussian", "train", loader=load_dataset)

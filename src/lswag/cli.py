@@ -167,10 +167,35 @@ def _cmd_proxies(args) -> None:
 
 
 def _cmd_demo(args) -> None:
-    ranked = run_demo(args.n, data=args.data, batch_size=args.batch_size, seed=args.seed, progress=True)
-    print(f"{args.n} NB201 cells ranked by l_swag (data {args.data}, batch {args.batch_size}, seed {args.seed}):")
-    for rank, cell in enumerate(ranked, start=1):
-        print(f"{rank:>3}  {_value_text(cell.value):>12}  {cell.seconds:6.2f}s  {cell.arch}")
+    report = run_demo(args.out, n=args.n, population=args.population, generations=args.generations,
+                      workers=args.workers, seed=args.seed)
+    meta = minibench.load_metadata(report.table)
+    print(f"lswag demo: {report.cells} NB201 cells (C={meta['build']['C']}, N={meta['build']['N']}) trained on "
+          f"{meta['data']} {meta['image_size']}x{meta['image_size']} for {meta['recipe']['epochs']} epoch, "
+          f"{len(meta['seeds'])} seeds (the embedded mini-benchmark, {report.table.name})")
+    print(f"\nSpearman rho and Kendall tau of each proxy with the cells' test accuracy "
+          f"(batch 64 of {meta['data']}, seed {args.seed}):")
+    print(f"{'proxy':<10} {'spearman':>9} {'95% CI':>16} {'kendall':>8} {'s/cell':>7}")
+    for r in sorted(report.correlations, key=lambda r: -r.correlation.spearman):
+        c = r.correlation
+        print(f"{r.proxy:<10} {c.spearman:9.3f} [{c.spearman_ci[0]:6.3f},{c.spearman_ci[1]:6.3f}] {c.kendall:8.3f} "
+              f"{r.mean_seconds:7.3f}")
+    evaluation = report.libra
+    print(f"\n{evaluation.libra.explain()}")
+    for method in ("LIBRA", "best single proxy", "rank average (all proxies)"):
+        r = evaluation.result(method)
+        print(f"  {method:<27} in-sample {r.in_sample:.3f}, held-out {r.held_out:.3f} ± {r.held_out_std:.3f} "
+              f"(fit on {evaluation.calibration}, {evaluation.splits} splits)")
+    print(f"\nsearches among the table's cells ({args.population} x {args.generations} candidates; "
+          f"best cell of the table: {report.best_accuracy:.2f}%):")
+    for result in report.searches:
+        key = f"{result.strategy} {result.fitness}"
+        print(f"  {key:<18} {result.truth[meta['metric']]:6.2f}%  rank {report.ranks[key]:>3} of {report.cells}  "
+              f"{result.arch}")
+    print(f"\ntables, plots and search results in {report.folder}/ ({report.seconds:.0f} s; "
+          "rerunning reads its store)")
+    print(f"train the l_swag result: lswag train --from {report.folder}/search-evolution-l_swag.json --image-size "
+          f"{meta['image_size']}")
 
 
 def _scoring(args, proxies=("l_swag",)) -> Scoring:
@@ -214,12 +239,14 @@ def _cmd_train(args) -> None:
         raise LswagError("lswag train needs --arch (with --space) or --from a search result")
     space = spaces.get(space_name)
     space.check_build_options(build)
-    if space.task_loss(**build) != "cross_entropy":
-        raise LswagError(f"lswag train trains classifiers on labels; {space_name} with {build} is trained with "
-                         f"{space.task_loss(**build)}, whose targets are not available here")
     image_size = args.image_size or space.input_shape[1:]
     train_set = load_dataset(args.data, "train", image_size=image_size, download=args.download)
     test_set = load_dataset(args.data, "test", image_size=image_size, download=args.download)
+    probe = test_set.batch([0])
+    if space.task_loss(**build) != "cross_entropy" or space.prepare(probe, **build) is not probe:
+        raise LswagError(f"lswag train trains image classifiers on their labels; {space_name} "
+                         f"{' '.join(f'{k}={v}' for k, v in build.items())} needs its task's own inputs and targets "
+                         "(TransNAS-Bench-101's Taskonomy data), which lswag cannot train on")
     model = space.build(arch, num_classes=train_set.num_classes, seed=args.seed, **build)
     optimizer = args.optimizer if args.optimizer != "auto" else ("adamw" if space_name.startswith("autoformer") else "sgd")
     augment = args.data.startswith("cifar") if args.augment is None else args.augment
@@ -411,10 +438,13 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--seed", type=int, default=0, help="seed of the sample")
     make.set_defaults(run=_cmd_make_bench)
 
-    demo = commands.add_parser("demo", help="rank sampled NB201 cells with L-SWAG on built-in data")
-    demo.add_argument("--n", type=int, default=20, help="number of cells")
-    demo.add_argument("--data", default="digits", help=data_help)
-    demo.add_argument("--batch-size", type=int, default=64)
+    demo = commands.add_parser("demo", help="the whole loop offline on the embedded mini-benchmark: score, "
+                                            "correlate, LIBRA, search")
+    demo.add_argument("--out", default="lswag-demo", help="folder for the store, tables and plots")
+    demo.add_argument("--n", type=int, help="use a seeded sample of N cells (default: all)")
+    demo.add_argument("--population", type=int, default=20, help="evolution population")
+    demo.add_argument("--generations", type=int, default=5, help="evolution generations")
+    demo.add_argument("--workers", type=int, help="scoring processes (default: 2, or 1 on one core)")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_cmd_demo)
     return parser

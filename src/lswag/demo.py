@@ -1,32 +1,79 @@
-"""``lswag demo``: score sampled NB201 cells with L-SWAG on built-in data and rank them."""
+"""``lswag demo``: the whole zero-cost loop on the embedded mini-benchmark, offline, in minutes.
+
+1. Score every cell of the mini-benchmark (:mod:`lswag.minibench`: NB201 cells trained on the
+   built-in digits) with the main proxies, through ``lswag bench`` and its store.
+2. Print each proxy's Spearman ρ and Kendall τ against the cells' trained accuracy.
+3. Fit LIBRA on a calibration split and report it held-out beside the best single proxy.
+4. Run short evolutionary searches (l_swag, LIBRA, and random search for reference) among the
+   benchmark's cells, and look the cells they return up in the table.
+
+Everything goes to one folder (the store, the correlation table, heatmap and rank plots, the
+LIBRA comparison, the search results); rerunning the demo reads the store instead of rescoring.
+"""
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
-from tqdm import tqdm
+from lswag import libra, minibench
+from lswag.bench import BenchConfig, ProxyReport, Scoring, run_bench, write_outputs
+from lswag.benchmarks import load_truth
+from lswag.search import SearchConfig, SearchResult, search
 
-from lswag import spaces
-from lswag.data import load_batch
-from lswag.proxies import Failure
-from lswag.scoring import score_architecture
+#: the proxies the demo scores: the paper's main ones and a few cheap baselines
+PROXIES = ("l_swag", "zico", "swap", "nwot", "synflow", "snip", "grad_norm", "jacov", "params", "flops")
 
 
-@dataclass(frozen=True)
-class RankedCell:
-    arch: str
-    value: float | Failure
+@dataclass
+class DemoReport:
+    table: Path
+    cells: int
+    correlations: list[ProxyReport]
+    libra: libra.Evaluation
+    searches: list[SearchResult]
+    best_accuracy: float                 # the best cell of the table
+    ranks: dict[str, int]                # search -> rank of its cell in the table (1 = best)
+    folder: Path
     seconds: float
 
 
-def run_demo(n: int = 20, *, data: str = "digits", batch_size: int = 64, seed: int = 0,
-             proxy: str = "l_swag", progress: bool = True) -> list[RankedCell]:
-    """Score ``n`` NB201 cells sampled with ``seed`` on one fixed batch, best first (failures last)."""
-    space = spaces.get("nb201")
-    batch = load_batch(data, batch_size=batch_size, seed=seed, image_size=space.input_shape[1:])
-    cells = []
-    for arch in tqdm(space.sample(n, seed=seed), desc=f"scoring NB201 cells with {proxy}",
-                     unit="cell", disable=not progress):
-        _, _, (result,) = score_architecture("nb201", arch, proxies=[proxy], seed=seed, batch=batch)
-        cells.append(RankedCell(space.format(arch), result.value, result.seconds))
-    return sorted(cells, key=lambda c: (isinstance(c.value, Failure),
-                                        0.0 if isinstance(c.value, Failure) else -c.value))
+def run_demo(out: str | Path = "lswag-demo", *, table: str | Path = minibench.TABLE, n: int | None = None,
+             proxies=PROXIES, population: int = 20, generations: int = 5, calibration: int = 100,
+             workers: int | None = None, seed: int = 0, progress: bool = True) -> DemoReport:
+    """Run the demo (module docstring) on ``table`` (the shipped mini-benchmark); ``n`` limits it to
+    a seeded sample of cells. Writes into ``out``."""
+    start = time.perf_counter()
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    store = folder / "scores.sqlite"
+    meta = minibench.load_metadata(table)
+    workers = workers or min(2, os.cpu_count() or 1)
+    truth = load_truth(table, space=meta["space"], metric=meta["metric"])
+    n = len(truth) if n is None else n
+    common = dict(data=meta["data"], batch_size=64, seed=seed, image_size=meta["image_size"], build=meta["build"])
+    reports = run_bench(BenchConfig(space=meta["space"], truth=str(table), metric=meta["metric"], n=n,
+                                    proxies=tuple(proxies), **common), store, workers=workers, progress=progress)
+    write_outputs(reports, folder, "digits mini-benchmark")
+
+    scores = libra.read_scores(store, metric=meta["metric"], truth=table, space=meta["space"])
+    scores = scores.sample(n, seed)
+    evaluation = libra.evaluate(scores, calibration=calibration, splits=10, seed=seed)
+    libra.write_evaluation(evaluation, folder)
+
+    scoring = Scoring(meta["space"], ("l_swag",), **common)
+    searches = []
+    for strategy, fitness in (("evolution", "l_swag"), ("evolution", "libra"), ("random", "l_swag")):
+        config = SearchConfig(scoring=scoring, strategy=strategy, fitness=fitness,
+                              evaluations=population * generations, population=population,
+                              generations=generations, parents=max(2, population // 4), seed=seed,
+                              truth=str(table), metrics=(meta["metric"],), calibration=calibration,
+                              libra_pool=tuple(p for p in proxies if p != "flops"))
+        result = search(config, store, workers=workers, progress=progress)
+        result.save(folder / f"search-{strategy}-{fitness}.json")
+        searches.append(result)
+    ordered = sorted(truth.accuracy.values(), reverse=True)
+    ranks = {f"{r.strategy} {r.fitness}": 1 + sum(v > r.truth[meta["metric"]] for v in ordered) for r in searches}
+    return DemoReport(Path(table), len(truth), reports, evaluation, searches, ordered[0], ranks, folder,
+                      time.perf_counter() - start)

@@ -203,6 +203,7 @@ class SearchResult:
     seed: int
     truth: dict[str, float] = field(default_factory=dict)
     history: list[float] = field(default_factory=list)     # best fitness after each generation / round
+    candidates: list[str] = field(default_factory=list)    # every evaluated candidate, in order
     calibration: int = 0
     libra: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
@@ -332,7 +333,8 @@ class Searcher:
         self.calibration_size = len(archs)
         columns = {p: np.array([_value(scored[a][p].value) for a in archs]) for p in pool}
         truth = np.array([self.truth.value(self.space.parse(a)) for a in archs])
-        table = libra.ScoreTable(tuple(archs), columns, truth, f"{len(archs)} calibration archs of {c.truth}")
+        table = libra.ScoreTable(f"{len(archs)} calibration archs of {c.truth}", self.truth.metric, tuple(archs),
+                                 truth, columns, tuple(c.libra_pool))
         return libra.fit(table, proxies=c.libra_pool)
 
     # -- candidates ---------------------------------------------------------------------------
@@ -486,7 +488,7 @@ class Searcher:
             space=c.scoring.space, arch=arch, build=dict(c.scoring.build), strategy=c.strategy, fitness=self.fitness.name,
             scores=scores, params=scores.get("params"), flops=scores.get("flops"), evaluations=evaluations,
             failures=failures, wall_seconds=wall, scoring_seconds=archive.seconds, seed=c.seed, truth=truth,
-            history=history, calibration=self.calibration_size, libra=self.libra.explain() if self.libra else "",
+            history=history, candidates=list(archive.archs), calibration=self.calibration_size, libra=self.libra.explain() if self.libra else "",
             settings={"scoring": {k: v for k, v in asdict(c.scoring).items()}, "budget": asdict(c.budget),
                       "population": c.population, "generations": c.generations, "parents": c.parents,
                       "mutation_prob": c.mutation_prob, "crossover_prob": c.crossover_prob,

@@ -1,0 +1,188 @@
+"""Zero-shot search: fitness, budgets, evolution / random / pruning, exact resume, truth look-up, errors."""
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from lswag import spaces
+from lswag.bench import Scoring
+from lswag.cli import main
+from lswag.errors import LswagError
+from lswag.proxies import Failure
+from lswag.search import Budget, SearchConfig, load_result, make_fitness, search
+from lswag.spaces.nb201 import OPS
+from lswag.store import Store
+
+NB201 = spaces.get("nb201")
+TINY = {"C": 4, "N": 1}
+
+
+def scoring(proxies=("params",), **kwargs) -> Scoring:
+    return Scoring("nb201", tuple(proxies), data="digits", batch_size=8, image_size=8, build=TINY, **kwargs)
+
+
+def tiny_params(arch) -> float:
+    return sum(p.numel() for p in NB201.build(arch, num_classes=10, **TINY).parameters()) / 1e6
+
+
+def truth_file(tmp_path, n: int = 40, seed: int = 3):
+    """A ground truth of ``n`` cells whose accuracy is their count of 3x3 convolutions (and a second column)."""
+    cells = NB201.sample(n, seed=seed)
+    path = tmp_path / "truth.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["arch_str", "acc", "other"])
+        for cell in cells:
+            writer.writerow([NB201.format(cell), list(cell).count("nor_conv_3x3"), 100 - list(cell).count("none")])
+    return path, [NB201.format(c) for c in cells]
+
+
+# --- fitness and budgets ------------------------------------------------------------------------
+
+def test_fitness_of_a_proxy_ranks_failures_last():
+    rows = [{"nwot": 3.0}, {"nwot": Failure("singular")}, {"nwot": 5.0}, {"nwot": math.nan}]
+    assert make_fitness("nwot").pool_scores(rows).tolist() == [3.0, -math.inf, 5.0, -math.inf]
+
+
+def test_rank_fitness_is_the_mean_rank_over_the_pool():
+    rng = np.random.default_rng(0)
+    rows = [{"a": float(x), "b": float(y)} for x, y in rng.normal(size=(9, 2))]
+    expected = (stats.rankdata([r["a"] for r in rows]) + stats.rankdata([r["b"] for r in rows])) / 2
+    assert np.allclose(make_fitness("rank:nwot,zico").pool_scores([{"nwot": r["a"], "zico": r["b"]} for r in rows]),
+                       expected)
+    rows[4]["a"] = Failure("nan")
+    scores = make_fitness("rank:nwot,zico").pool_scores([{"nwot": r["a"], "zico": r["b"]} for r in rows])
+    assert scores[4] == -math.inf and np.isfinite(np.delete(scores, 4)).all()
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("nope", "unknown fitness 'nope'; valid: a proxy"),
+    ("rank:nwot", "at least two proxies"),
+    ("rank:nwot,nope", "unknown proxy 'nope'"),
+    ("libra", "fitness libra needs a fitted LIBRA"),
+])
+def test_fitness_errors(spec, message):
+    with pytest.raises(LswagError, match=message):
+        make_fitness(spec)
+
+
+def test_budget():
+    budget = Budget(min_params=0.1, max_params=0.5)
+    assert budget.proxies == ("params",) and budget.admits({"params": 0.3}) and not budget.admits({"params": 0.6})
+    assert Budget().proxies == () and Budget(max_flops=3).proxies == ("flops",)
+    with pytest.raises(LswagError, match="impossible budget: min params 2 M is above max params 1 M"):
+        Budget(min_params=2, max_params=1)
+
+
+# --- strategies -----------------------------------------------------------------------------------
+
+def test_evolution_maximises_the_fitness_within_the_budget_and_resumes_exactly(tmp_path):
+    store = tmp_path / "s.sqlite"
+    config = SearchConfig(scoring(), fitness="params", population=6, generations=3, parents=3, seed=4,
+                          budget=Budget(max_params=0.012))
+    first = search(config, store, progress=False)
+    assert first.evaluations == len(first.candidates) == len(set(first.candidates)) == 18
+    params = {arch: tiny_params(arch) for arch in first.candidates}
+    assert all(value <= 0.012 for value in params.values())
+    assert first.arch == max(first.candidates, key=lambda a: (params[a], -first.candidates.index(a)))
+    assert first.params == pytest.approx(params[first.arch])
+    assert first.history == sorted(first.history) and len(first.history) == 3
+    # the same search again reads everything from the store and returns the same
+    again = search(config, store, progress=False)
+    assert again.candidates == first.candidates and again.arch == first.arch
+    assert again.scoring_seconds == pytest.approx(first.scoring_seconds)
+    # one generation more replays the first three and adds one
+    longer = search(SearchConfig(**{**config.__dict__, "generations": 4}), store, progress=False)
+    assert longer.candidates[:18] == first.candidates and len(longer.candidates) == 24
+    # a result file rebuilds the network
+    path = first.save(tmp_path / "found.json")
+    saved = load_result(path)
+    model = spaces.get(saved["space"]).build(saved["arch"], **saved["build"])
+    assert sum(p.numel() for p in model.parameters()) / 1e6 == pytest.approx(first.params)
+
+
+def test_mutation_with_a_probability_changes_that_share_of_edges():
+    rng, parent = __import__("random").Random(0), NB201.parse(13714)
+    changed = [sum(a != b for a, b in zip(parent, NB201.mutate(parent, rng, prob=0.5))) for _ in range(2000)]
+    assert min(changed) >= 1 and abs(np.mean(changed) - (3 + 0.5 ** 6)) < 0.15   # Binomial(6, ½), 0 -> 1
+    assert all(sum(a != b for a, b in zip(parent, NB201.mutate(parent, rng))) == 1 for _ in range(50))
+
+
+def test_random_search_draws_distinct_candidates_of_the_truth_and_looks_the_best_up(tmp_path):
+    path, cells = truth_file(tmp_path)
+    config = SearchConfig(scoring(), strategy="random", fitness="params", evaluations=15, seed=1,
+                          truth=str(path), metrics=("acc", "other"))
+    result = search(config, tmp_path / "s.sqlite", progress=False)
+    assert len(set(result.candidates)) == 15 and set(result.candidates) <= set(cells)
+    assert result.arch == max(result.candidates, key=tiny_params)
+    cell = NB201.parse(result.arch)
+    assert result.truth == {"acc": list(cell).count("nor_conv_3x3"), "other": 100 - list(cell).count("none")}
+
+
+def test_pruning_by_params_keeps_the_largest_op_on_every_edge(tmp_path):
+    # removing an op leaves the most parameters when it is the cheapest; 3x3 convolutions remain
+    result = search(SearchConfig(scoring(), strategy="prune", fitness="params"), tmp_path / "s.sqlite", progress=False)
+    assert result.arch == NB201.format(("nor_conv_3x3",) * 6)
+    assert result.evaluations == 6 * (4 + 3 + 2) and len(result.history) == 3
+    assert all(c.startswith("supernet:") for c in result.candidates)
+    supernet = NB201.supernet([OPS[1:]] * 6, **TINY)
+    assert sum(p.numel() for p in supernet.parameters()) > sum(
+        p.numel() for p in NB201.build(result.arch, **TINY).parameters())
+
+
+def test_libra_fitness_is_fitted_on_calibration_archs_of_the_truth(tmp_path):
+    path, cells = truth_file(tmp_path)
+    config = SearchConfig(scoring(), fitness="libra", population=6, generations=2, parents=3, truth=str(path),
+                          metrics=("acc",), calibration=12, libra_pool=("params", "l2_norm", "flops"))
+    result = search(config, tmp_path / "s.sqlite", progress=False)
+    assert result.calibration == 12 and "LIBRA fitted on 12 archs" in result.libra
+    assert result.fitness == "libra" and result.arch in cells and "acc" in result.truth
+    with Store(tmp_path / "s.sqlite", "nb201") as store:   # the calibration cells were scored with the pool
+        assert store.count() >= 12 * 3
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+def test_impossible_budget_is_an_error_before_the_search(tmp_path):
+    config = SearchConfig(scoring(), fitness="params", budget=Budget(max_params=1e-4))
+    with pytest.raises(LswagError, match=r"no nb201 architecture fits the budget \(params in \[-inf, 0.0001\] M\): "
+                                         r"none of \d+ random ones does \(they span params"):
+        search(config, tmp_path / "s.sqlite", progress=False)
+
+
+def test_a_fitness_failing_everywhere_is_an_error(tmp_path):
+    # jacov correlates the samples' input Jacobians: a batch of one has no pair
+    config = SearchConfig(Scoring("nb201", ("jacov",), data="digits", batch_size=1, image_size=8, build=TINY),
+                          fitness="jacov", population=3, generations=2)
+    with pytest.raises(LswagError, match="fitness jacov failed on all 3 first candidates: a correlation between "
+                                         "samples needs a batch of at least 2; choose another fitness"):
+        search(config, tmp_path / "s.sqlite", progress=False)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--strategy", "greedy"], "unknown search strategy 'greedy'; valid choices: evolution, prune, random"),
+    (["--fitness", "libra"], "fitness libra is fitted on ground truth: give --truth and --metric"),
+    (["--max-params", "0.00001"], "no nb201 architecture fits the budget"),
+    (["--min-flops", "5", "--max-flops", "1"], "impossible budget: min flops 5.0 M is above max flops 1.0 M"),
+    (["--strategy", "prune", "--space", "darts"], "strategy prune needs a cell space with a supernet"),
+    (["--population", "1"], "population must be an integer >= 2"),
+])
+def test_cli_errors(tmp_path, capsys, args, message):
+    assert main(["search", "--image-size", "8", "--batch-size", "8", "--store", str(tmp_path / "s.sqlite"), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_cli_search_prints_and_saves_the_result(tmp_path, capsys):
+    out = tmp_path / "found.json"
+    assert main(["search", "--fitness", "params", "--population", "4", "--generations", "2", "--parents", "2",
+                 "--build", "C=4", "--build", "N=1", "--image-size", "8", "--batch-size", "8",
+                 "--store", str(tmp_path / "s.sqlite"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    result = load_result(out)
+    assert f"best: {result['arch']}" in printed and "8 candidates evaluated" in printed
+    assert result["evaluations"] == 8 and result["build"] == TINY
