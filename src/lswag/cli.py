@@ -167,8 +167,8 @@ def _cmd_proxies(args) -> None:
 
 
 def _cmd_demo(args) -> None:
-    report = run_demo(args.out, n=args.n, population=args.population, generations=args.generations,
-                      workers=args.workers, seed=args.seed)
+    report = run_demo(args.out, table=args.table or minibench.TABLE, n=args.n, population=args.population,
+                      generations=args.generations, calibration=args.calibration, workers=args.workers, seed=args.seed)
     meta = minibench.load_metadata(report.table)
     print(f"lswag demo: {report.cells} NB201 cells (C={meta['build']['C']}, N={meta['build']['N']}) trained on "
           f"{meta['data']} {meta['image_size']}x{meta['image_size']} for {meta['recipe']['epochs']} epoch, "
@@ -211,7 +211,8 @@ def _cmd_search(args) -> None:
         population=args.population, generations=args.generations, parents=args.parents,
         mutation_prob=args.mutation_prob, crossover_prob=args.crossover_prob, seed=args.seed, budget=budget,
         truth=args.truth, metrics=tuple(m for m in (args.metric or "").split(",") if m), arch_column=args.arch_column,
-        calibration=args.calibration, libra_pool=tuple(args.libra_pool.split(",")) if args.libra_pool else LIBRA_POOL)
+        calibration=args.calibration, libra_pool=tuple(args.libra_pool.split(",")) if args.libra_pool else LIBRA_POOL,
+        also=tuple(p for p in (args.also or "").split(",") if p))
     store = args.store or f"runs/search-{args.space}.sqlite"
     Path(store).parent.mkdir(parents=True, exist_ok=True)
     result = search(config, store, workers=args.workers, executor=args.executor, ray_address=args.ray_address)
@@ -396,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     find.add_argument("--arch-column", default="arch_str", help="the truth column with the architecture")
     find.add_argument("--calibration", type=int, default=100, help="archs of the truth a LIBRA fitness is fitted on")
     find.add_argument("--libra-pool", help=f"comma-separated proxies LIBRA chooses from (default {','.join(LIBRA_POOL)})")
+    find.add_argument("--also", help="comma-separated proxies also scored with every candidate (kept in the store)")
     find.add_argument("--data", default="digits", help=data_help)
     find.add_argument("--batch-size", type=int, default=64)
     find.add_argument("--image-size", type=int, help="input size (default: the space's)")
@@ -441,7 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the whole loop offline on the embedded mini-benchmark: score, "
                                             "correlate, LIBRA, search")
     demo.add_argument("--out", default="lswag-demo", help="folder for the store, tables and plots")
+    demo.add_argument("--table", help="a table written by lswag make-bench (default: the one shipped with lswag)")
     demo.add_argument("--n", type=int, help="use a seeded sample of N cells (default: all)")
+    demo.add_argument("--calibration", type=int, default=100, help="cells LIBRA is fitted on")
     demo.add_argument("--population", type=int, default=20, help="evolution population")
     demo.add_argument("--generations", type=int, default=5, help="evolution generations")
     demo.add_argument("--workers", type=int, help="scoring processes (default: 2, or 1 on one core)")

@@ -184,6 +184,9 @@ class SearchConfig:
     arch_column: str = "arch_str"
     calibration: int = 100                  # archs a LIBRA fitness is fitted on
     libra_pool: tuple[str, ...] = LIBRA_POOL
+    #: proxies scored with every candidate besides the fitness's, sharing its passes, so that other
+    #: searches and analyses find them in the store
+    also: tuple[str, ...] = ()
 
 
 @dataclass
@@ -199,7 +202,7 @@ class SearchResult:
     evaluations: int                         # candidates scored by the search (not counting calibration)
     failures: int                            # of which the fitness failed on
     wall_seconds: float                      # of this run (a resumed one reads the store)
-    scoring_seconds: float                   # the candidates' stored proxy seconds: a fresh run's cost
+    scoring_seconds: float                   # the fitness proxies' stored seconds: what a fresh run costs
     seed: int
     truth: dict[str, float] = field(default_factory=dict)
     history: list[float] = field(default_factory=list)     # best fitness after each generation / round
@@ -244,7 +247,8 @@ class _Archive:
         self._seen.add(arch)
         self.archs.append(arch)
         self.rows.append({p: r.value for p, r in results.items()})
-        self.seconds += sum(r.seconds for r in results.values())
+        # the fitness's own cost (an upper bound when its proxies share passes), not that of SearchConfig.also
+        self.seconds += sum(results[p].seconds for p in self.fitness.proxies)
 
     def scores(self) -> np.ndarray:
         return self.fitness.pool_scores(self.rows)
@@ -301,7 +305,7 @@ class Searcher:
             self.libra = self._fit_libra()
         self.fitness = make_fitness(c.fitness, self.libra)
         self.rng = random.Random(c.seed)
-        self.scorer = self._scorer(self.fitness.proxies)
+        self.scorer = self._scorer(tuple(dict.fromkeys([*self.fitness.proxies, *c.also])))
         self.cost_scorer = self._scorer(c.budget.proxies) if c.budget.proxies else None
         self.failed_budget = 0
 
