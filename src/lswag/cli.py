@@ -220,6 +220,7 @@ def _cmd_search(args) -> None:
         print(result.libra)
     print(f"{result.strategy} search of {result.space} by {result.fitness}: {result.evaluations} candidates evaluated"
           + (f", {result.failures} failed (ranked last)" if result.failures else "")
+          + (f", {result.skipped} skipped (params or FLOPs failed)" if result.skipped else "")
           + f"; {result.wall_seconds:.1f} s in this run, {result.scoring_seconds:.1f} s of scoring in all")
     print(f"best: {result.arch}")
     scores = ", ".join(f"{k} {v:.6g}" if v is not None else f"{k} failed" for k, v in result.scores.items())

@@ -200,7 +200,8 @@ class SearchResult:
     params: float | None
     flops: float | None
     evaluations: int                         # candidates scored by the search (not counting calibration)
-    failures: int                            # of which the fitness failed on
+    failures: int                            # of which the fitness failed on (ranked last)
+    skipped: int                             # candidates left out: their params or FLOPs failed
     wall_seconds: float                      # of this run (a resumed one reads the store)
     scoring_seconds: float                   # the fitness proxies' stored seconds: what a fresh run costs
     seed: int
@@ -286,7 +287,6 @@ class Searcher:
         self.config, self.space = c, spaces.get(c.scoring.space)
         if c.strategy == "prune" and not hasattr(self.space, "supernet"):
             raise LswagError(f"strategy prune needs a cell space with a supernet (nb201); {self.space.name} has none")
-        self.store = Store(store_path, c.scoring.space)
         self.workers, self.executor, self.ray_address, self.progress = workers, executor, ray_address, progress
         self.truth: GroundTruth | None = None
         self.allowed: list[str] | None = None
@@ -299,15 +299,21 @@ class Searcher:
                     raise unknown_choice("metric", metric, [self.truth.metric, *self.truth.columns])
             self.allowed = sorted(self.space.format(a) for a in self.truth.archs())
             self._allowed_set = set(self.allowed)
+        self.store = Store(store_path, c.scoring.space)
+        self.scorer = self.cost_scorer = None
         self.libra = None
         self.calibration_seconds, self.calibration_size = 0.0, 0
-        if c.fitness == "libra":
-            self.libra = self._fit_libra()
-        self.fitness = make_fitness(c.fitness, self.libra)
+        try:
+            if c.fitness == "libra":
+                self.libra = self._fit_libra()
+            self.fitness = make_fitness(c.fitness, self.libra)
+            self.scorer = self._scorer(tuple(dict.fromkeys([*self.fitness.proxies, *c.also])))
+            self.cost_scorer = self._scorer(c.budget.proxies) if c.budget.proxies else None
+        except BaseException:
+            self.close()
+            raise
         self.rng = random.Random(c.seed)
-        self.scorer = self._scorer(tuple(dict.fromkeys([*self.fitness.proxies, *c.also])))
-        self.cost_scorer = self._scorer(c.budget.proxies) if c.budget.proxies else None
-        self.failed_budget = 0
+        self.skipped = 0                   # candidates whose params or FLOPs could not be computed
 
     def close(self) -> None:
         for scorer in (self.scorer, self.cost_scorer):
@@ -357,7 +363,7 @@ class Searcher:
         for arch in archs:
             values = {k: costs[arch][k].value for k in self.config.budget.proxies}
             if any(isinstance(v, Failure) for v in values.values()):
-                self.failed_budget += 1
+                self.skipped += 1
             elif self.config.budget.admits(values):
                 keep.append(arch)
         return keep
@@ -491,7 +497,7 @@ class Searcher:
         return SearchResult(
             space=c.scoring.space, arch=arch, build=dict(c.scoring.build), strategy=c.strategy, fitness=self.fitness.name,
             scores=scores, params=scores.get("params"), flops=scores.get("flops"), evaluations=evaluations,
-            failures=failures, wall_seconds=wall, scoring_seconds=archive.seconds, seed=c.seed, truth=truth,
+            failures=failures, skipped=self.skipped, wall_seconds=wall, scoring_seconds=archive.seconds, seed=c.seed, truth=truth,
             history=history, candidates=list(archive.archs), calibration=self.calibration_size, libra=self.libra.explain() if self.libra else "",
             settings={"scoring": {k: v for k, v in asdict(c.scoring).items()}, "budget": asdict(c.budget),
                       "population": c.population, "generations": c.generations, "parents": c.parents,
