@@ -31,7 +31,7 @@ from lswag.data import Batch, load_batch
 from lswag.ensembles import ENSEMBLES, combine
 from lswag.errors import LswagError, unknown_choice
 from lswag.probe import INITS
-from lswag.scoring import evaluate, resolve_proxies, score_architecture, space_options
+from lswag.scoring import evaluate, resolve_device, resolve_proxies, score_architecture, space_options
 from lswag.stats import Correlation, correlate
 from lswag.store import Store
 
@@ -57,6 +57,7 @@ class BenchConfig:
     duplicates: str = "error"                              # rows of one arch: error, or their mean
     dataset: str | None = None             # for truth files holding several datasets
     arch_column: str = "arch_str"
+    device: str = "cpu"
 
 
 @dataclass(frozen=True)
@@ -90,9 +91,11 @@ def _start_worker(space: str, batch: Batch, threads: int) -> None:
     _WORKER.update(space=space, batch=batch)
 
 
-def _score(arch: str, proxies: list[str], options: dict, seed: int, gradient_draws: int, init: str, build: dict):
+def _score(arch: str, proxies: list[str], options: dict, seed: int, gradient_draws: int, init: str, build: dict,
+           device: str = "cpu"):
     _, _, results = score_architecture(_WORKER["space"], arch, proxies=proxies, seed=seed, batch=_WORKER["batch"],
-                                       options=options, gradient_draws=gradient_draws, init=init, build=build)
+                                       options=options, gradient_draws=gradient_draws, init=init, build=build,
+                                       device=device)
     return arch, [(r.name, r.value, r.seconds) for r in results], peak_memory_mb()
 
 
@@ -188,10 +191,12 @@ class Scoring:
     init: str = "given"                     # lswag.probe.INITS
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     build: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"                     # auto, cpu or cuda; resolved here
 
     def __post_init__(self):   # every check before any work
         if self.init not in INITS:
             raise unknown_choice("init", self.init, INITS)
+        object.__setattr__(self, "device", resolve_device(self.device).type)
         spaces.get(self.space).check_build_options(self.build)
         space_options(spaces.get(self.space), self.names, self.options)
 
@@ -214,6 +219,8 @@ class Scoring:
                   "image_size": self.size, "gradient_draws": self.gradient_draws, "init": self.init}
         if self.build:   # absent otherwise, so that stores of earlier runs stay valid
             common["build"] = self.build
+        if self.device != "cpu":   # float results differ in their last bits on a GPU
+            common["device"] = self.device
         return {name: {**common, "options": self.resolved_options.get(name, {})} for name in self.names}
 
     def batch(self) -> Batch:
@@ -265,7 +272,7 @@ class StoreScorer:
                 self._batch = setup.batch()
             options = setup.resolved_options
             tasks = [(arch, missing, {n: options[n] for n in missing if n in options}, setup.seed,
-                      setup.gradient_draws, setup.init, setup.build) for arch, missing in todo]
+                      setup.gradient_draws, setup.init, setup.build, setup.device) for arch, missing in todo]
             if self.executor == "ray":
                 results = _ray_results(setup.space, self._batch, tasks, self.workers, self.ray_address)
             else:
@@ -291,7 +298,7 @@ class StoreScorer:
             space = spaces.get(setup.space)
             batch = space.prepare(self._batch, seed=setup.seed, **setup.build)
             options = setup.resolved_options
-            results = evaluate(make(batch.num_classes), batch, missing,
+            results = evaluate(make(batch.num_classes).to(setup.device), batch, missing,
                                options={n: options[n] for n in missing if n in options},
                                gradient_draws=setup.gradient_draws, init=setup.init, init_seed=setup.seed,
                                loss_fn=space.task_loss(**setup.build))
@@ -313,7 +320,7 @@ def run_bench(config: BenchConfig, store_path, *, workers: int = 1, executor: st
     space = spaces.get(config.space)
     setup = Scoring(config.space, tuple(config.proxies), data=config.data, batch_size=config.batch_size,
                     seed=config.seed, image_size=config.image_size, gradient_draws=config.gradient_draws,
-                    init=config.init, options=config.options, build=config.build)
+                    init=config.init, options=config.options, build=config.build, device=config.device)
     truth = load_truth(config.truth, space=config.space, metric=config.metric,
                        arch_column=config.arch_column, dataset=config.dataset, column_names=config.column_names,
                        duplicates=config.duplicates)

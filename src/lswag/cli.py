@@ -21,9 +21,9 @@ from lswag import minibench
 from lswag.plots import heatmap
 from lswag.probe import INITS, PASS_OF_NEED
 from lswag.proxies import Failure
-from lswag.scoring import parse_build_options, parse_option, score_architecture
+from lswag.scoring import DEVICES, parse_build_options, parse_option, score_architecture
 from lswag.search import LIBRA_POOL, STRATEGIES, Budget, SearchConfig, load_result, search
-from lswag.train import DEVICES, OPTIMIZERS, Recipe, train
+from lswag.train import OPTIMIZERS, Recipe, train
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,7 +41,7 @@ def _cmd_score(args) -> None:
     arch, options, results = score_architecture(
         args.space, args.arch, proxies=args.proxies, data=args.data, batch_size=args.batch_size,
         seed=args.seed, download=args.download, options=_collect_options(args.option), gradient_draws=args.draws,
-        init=args.init, build=parse_build_options(args.build))
+        init=args.init, build=parse_build_options(args.build), device=args.device)
     space = spaces.get(args.space)
     if args.format == "json":
         print(json.dumps({
@@ -78,7 +78,7 @@ def _cmd_bench(args) -> None:
         image_size=args.image_size, gradient_draws=args.draws, init=args.init, options=_collect_options(args.option),
         dataset=args.dataset, arch_column=args.arch_column, build=parse_build_options(args.build),
         column_names=tuple(args.column_names.split(",")) if args.column_names else None,
-        duplicates=args.duplicates)
+        duplicates=args.duplicates, device=args.device)
     start = time.perf_counter()
     reports = run_bench(config, args.store, workers=args.workers, executor=args.executor,
                         ray_address=args.ray_address)
@@ -134,7 +134,8 @@ def _cmd_layers(args) -> None:
         raise LswagError("--truth and --metric go together: give both or neither")
     analysis = analyse_layers(args.space, n=args.n, seed=args.seed, data=args.data, batch_size=args.batch_size,
                               image_size=args.image_size, truth=args.truth, metric=args.metric,
-                              dataset=args.dataset, arch_column=args.arch_column, gradient_draws=args.draws)
+                              dataset=args.dataset, arch_column=args.arch_column, gradient_draws=args.draws,
+                              device=args.device)
     print(f"{args.space}: {analysis.n} architectures, data {args.data}, batch {args.batch_size}, seed {args.seed}")
     print("percentile  mean Ψ   std Ψ" + ("   rho(Σ Ψ)  rho(l_swag [p,p])" if analysis.rho_window else ""))
     for p in range(1, len(analysis.mean_psi) + 1):
@@ -168,7 +169,8 @@ def _cmd_proxies(args) -> None:
 
 def _cmd_demo(args) -> None:
     report = run_demo(args.out, table=args.table or minibench.TABLE, n=args.n, population=args.population,
-                      generations=args.generations, calibration=args.calibration, workers=args.workers, seed=args.seed)
+                      generations=args.generations, calibration=args.calibration, workers=args.workers, seed=args.seed,
+                      device=args.device)
     meta = minibench.load_metadata(report.table)
     print(f"lswag demo: {report.cells} NB201 cells (C={meta['build']['C']}, N={meta['build']['N']}) trained on "
           f"{meta['data']} {meta['image_size']}x{meta['image_size']} for {meta['recipe']['epochs']} epoch, "
@@ -201,7 +203,7 @@ def _cmd_demo(args) -> None:
 def _scoring(args, proxies=("l_swag",)) -> Scoring:
     return Scoring(args.space, tuple(proxies), data=args.data, batch_size=args.batch_size, seed=args.score_seed,
                    image_size=args.image_size, gradient_draws=args.draws, init=args.init,
-                   options=_collect_options(args.option), build=parse_build_options(args.build))
+                   options=_collect_options(args.option), build=parse_build_options(args.build), device=args.device)
 
 
 def _cmd_search(args) -> None:
@@ -280,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
                  "or normal (N(0, 1)), redrawn with --seed")
     build_help = ("a build option of the space (repeatable): tnb101 task=class_object|class_scene|room_layout|"
                   "jigsaw|segmentsemantic|autoencoder|normal; darts/nb301 C=, layers=, auxiliary=, affine=")
+    device_help = "where networks are scored: auto (a GPU when there is one), cpu or cuda"
     data_help = f"input batch source: {', '.join(SOURCES)} (default digits, built in)"
     score = commands.add_parser("score", help="score one architecture with zero-cost proxies")
     score.add_argument("--space", default="nb201", help=f"search space ({', '.join(spaces.names())})")
@@ -294,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--option", action="append", default=[], metavar="PROXY.KEY=VALUE",
                        help="a proxy option, e.g. l_swag.window=3-10 (repeatable)")
     score.add_argument("--build", action="append", default=[], metavar="KEY=VALUE", help=build_help)
+    score.add_argument("--device", choices=DEVICES, default="auto", help=device_help)
     score.add_argument("--format", choices=("table", "json"), default="table")
     score.set_defaults(run=_cmd_score)
 
@@ -317,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--option", action="append", default=[], metavar="PROXY.KEY=VALUE",
                        help="a proxy option, e.g. l_swag.window=3-10 (repeatable)")
     bench.add_argument("--build", action="append", default=[], metavar="KEY=VALUE", help=build_help)
+    bench.add_argument("--device", choices=DEVICES, default="auto", help=device_help)
     bench.add_argument("--store", required=True, help="SQLite result store (created, or resumed)")
     bench.add_argument("--workers", type=int, default=1,
                        help="parallel workers: local processes, or the CPUs of a local Ray instance")
@@ -339,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     layers.add_argument("--seed", type=int, default=0)
     layers.add_argument("--draws", type=int, default=2, help="gradient draws M")
     layers.add_argument("--out", help="folder for the profile figure (PNG)")
+    layers.add_argument("--device", choices=DEVICES, default="auto", help=device_help)
     layers.set_defaults(run=_cmd_layers)
 
     heat = commands.add_parser("heatmap", help="one heatmap of proxies x benchmarks from several bench tables")
@@ -407,6 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     find.add_argument("--option", action="append", default=[], metavar="PROXY.KEY=VALUE",
                       help="a proxy option, e.g. l_swag.window=3-10 (repeatable)")
     find.add_argument("--build", action="append", default=[], metavar="KEY=VALUE", help=build_help)
+    find.add_argument("--device", choices=DEVICES, default="auto", help=device_help)
     find.add_argument("--store", help="SQLite result store, shared with lswag bench (default runs/search-SPACE.sqlite)")
     find.add_argument("--workers", type=int, default=1, help="parallel scoring processes (or Ray CPUs)")
     find.add_argument("--executor", choices=EXECUTORS, default="local")
@@ -432,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="random crop and flip (default: on for CIFAR)")
     fit.add_argument("--seed", type=int, default=0, help="seed of the weights and the batch order")
     fit.add_argument("--checkpoint", help="checkpoint file, written every epoch and resumed from")
-    fit.add_argument("--device", choices=DEVICES, default="auto")
+    fit.add_argument("--device", choices=DEVICES, default="auto", help="where to train: auto, cpu or cuda")
     fit.set_defaults(run=_cmd_train)
 
     make = commands.add_parser("make-bench", help="train NB201 cells on the built-in digits: the embedded mini-benchmark")
@@ -451,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--generations", type=int, default=5, help="evolution generations")
     demo.add_argument("--workers", type=int, help="scoring processes (default: 2, or 1 on one core)")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--device", choices=DEVICES, default="auto", help=device_help)
     demo.set_defaults(run=_cmd_demo)
     return parser
 

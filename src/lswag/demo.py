@@ -41,7 +41,7 @@ class DemoReport:
 
 def run_demo(out: str | Path = "lswag-demo", *, table: str | Path = minibench.TABLE, n: int | None = None,
              proxies=PROXIES, population: int = 20, generations: int = 5, calibration: int = 100,
-             workers: int | None = None, seed: int = 0, progress: bool = True) -> DemoReport:
+             workers: int | None = None, seed: int = 0, device: str = "auto", progress: bool = True) -> DemoReport:
     """Run the demo (module docstring) on ``table`` (the shipped mini-benchmark); ``n`` limits it to
     a seeded sample of cells. Writes into ``out``."""
     start = time.perf_counter()
@@ -52,7 +52,8 @@ def run_demo(out: str | Path = "lswag-demo", *, table: str | Path = minibench.TA
     workers = workers or min(2, os.cpu_count() or 1)
     truth = load_truth(table, space=meta["space"], metric=meta["metric"])
     n = len(truth) if n is None else n
-    common = dict(data=meta["data"], batch_size=64, seed=seed, image_size=meta["image_size"], build=meta["build"])
+    common = dict(data=meta["data"], batch_size=64, seed=seed, image_size=meta["image_size"], build=meta["build"],
+                  device=device)
     reports = run_bench(BenchConfig(space=meta["space"], truth=str(table), metric=meta["metric"], n=n,
                                     proxies=tuple(proxies), **common), store, workers=workers, progress=progress)
     write_outputs(reports, folder, "digits mini-benchmark")

@@ -26,6 +26,7 @@ from lswag.plots import plt, save_figure
 from lswag.probe import PERC_BINS
 from lswag.proxies import ProxyFailure
 from lswag.proxies.lswag import psi_by_percentile
+from lswag.scoring import resolve_device
 from lswag.stats import correlate
 
 MIN_WIDTH = 3
@@ -46,7 +47,7 @@ class LayerAnalysis:
 def analyse_layers(space: str, *, n: int = 1000, seed: int = 0, data: str = "digits", batch_size: int = 64,
                    image_size: int | None = None, truth: str | None = None, metric: str | None = None,
                    dataset: str | None = None, arch_column: str = "arch_str", gradient_draws: int = 2,
-                   progress: bool = True) -> LayerAnalysis:
+                   device: str = "cpu", progress: bool = True) -> LayerAnalysis:
     """Analyse ``n`` architectures of ``space`` (from the ground truth's when ``truth`` is given)."""
     search_space = spaces.get(space)
     table = None
@@ -59,7 +60,7 @@ def analyse_layers(space: str, *, n: int = 1000, seed: int = 0, data: str = "dig
     needs = registry.get("l_swag").needs
     profiles, gradient_terms, window_scores = [], [], []
     for arch in tqdm(archs, desc=f"{space} layers", unit="arch", disable=not progress):
-        model = search_space.build(arch, num_classes=batch.num_classes, seed=seed)
+        model = search_space.build(arch, num_classes=batch.num_classes, seed=seed).to(resolve_device(device))
         record = probe.record(model, batch, needs, gradient_draws=gradient_draws)
         try:
             by_bin = psi_by_percentile(record)

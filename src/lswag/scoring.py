@@ -5,6 +5,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
+import torch
 import torch.nn as nn
 
 from lswag import losses, probe, spaces
@@ -136,10 +137,24 @@ def space_options(space: SearchSpace, proxies: Iterable[str],
     return {name: value for name, value in merged.items() if value}
 
 
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when there is a GPU, else the CPU), ``cpu`` or ``cuda``; a missing GPU is an error."""
+    if name not in DEVICES:
+        raise unknown_choice("device", name, DEVICES)
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise LswagError("device cuda was asked for, but PyTorch sees no GPU here; use --device cpu or auto")
+    return torch.device(name)
+
+
 def score_architecture(space: str, arch, *, proxies: Iterable[str] | str = ("l_swag",), data: str = "digits",
                        batch_size: int = 64, seed: int = 0, download: bool = False,
                        batch: Batch | None = None, options: dict[str, dict[str, Any]] | None = None,
-                       build: dict[str, Any] | None = None,
+                       build: dict[str, Any] | None = None, device: str = "cpu",
                        **kwargs) -> tuple[Any, dict[str, dict[str, Any]], list[ProxyResult]]:
     """Build ``arch`` of ``space`` (weights seeded by ``seed``) and score it on a fixed batch.
 
@@ -148,8 +163,8 @@ def score_architecture(space: str, arch, *, proxies: Iterable[str] | str = ("l_s
     TransNAS-Bench-101's ``task``); the space turns the images into that network's inputs and
     targets (:meth:`SearchSpace.prepare`), whose classes the network follows, and names its loss.
     Proxy options start from the space's measured defaults (:attr:`SearchSpace.proxy_defaults`).
-    Returns the parsed architecture, the options used and the results; ``kwargs`` go to
-    :func:`evaluate`.
+    The network is scored on ``device`` (:func:`resolve_device`). Returns the parsed architecture,
+    the options used and the results; ``kwargs`` go to :func:`evaluate`.
     """
     from lswag.data import load_batch
 
@@ -162,6 +177,6 @@ def score_architecture(space: str, arch, *, proxies: Iterable[str] | str = ("l_s
                            image_size=search_space.input_shape[1:], download=download)
     build = search_space.check_build_options(build or {})
     batch = search_space.prepare(batch, seed=seed, **build)
-    model = search_space.build(parsed, num_classes=batch.num_classes, seed=seed, **build)
+    model = search_space.build(parsed, num_classes=batch.num_classes, seed=seed, **build).to(resolve_device(device))
     kwargs.setdefault("loss_fn", search_space.task_loss(**build))
     return parsed, used, evaluate(model, batch, names, options=used, init_seed=seed, **kwargs)

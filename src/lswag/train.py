@@ -29,23 +29,12 @@ from tqdm import tqdm
 
 from lswag.data import Dataset
 from lswag.errors import LswagError, unknown_choice
+from lswag.scoring import resolve_device
 
 OPTIMIZERS = ("sgd", "adamw")
-DEVICES = ("auto", "cpu", "cuda")
 CHECKPOINT_FORMAT = "lswag-checkpoint"
 #: optimizer -> (learning rate, weight decay) defaults
 _DEFAULTS = {"sgd": (0.1, 5e-4), "adamw": (1e-3, 0.05)}
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` (CUDA when there is a GPU, else the CPU), ``cpu`` or ``cuda``; a missing GPU is an error."""
-    if name not in DEVICES:
-        raise unknown_choice("device", name, DEVICES)
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise LswagError("device cuda was asked for, but PyTorch sees no GPU here; use --device cpu or auto")
-    return torch.device(name)
 
 
 @dataclass(frozen=True)
