@@ -14,6 +14,7 @@ from lswag.cli import main
 from lswag.errors import LswagError
 from lswag.proxies import Failure
 from lswag.search import Budget, SearchConfig, load_result, make_fitness, search
+from lswag.spaces.darts import DartsSpace
 from lswag.spaces.nb201 import OPS
 from lswag.store import Store
 
@@ -134,6 +135,21 @@ def test_pruning_by_params_keeps_the_largest_op_on_every_edge(tmp_path):
         p.numel() for p in NB201.build(result.arch, **TINY).parameters())
 
 
+def test_pruning_a_darts_supernet_keeps_one_op_per_edge_and_two_inputs_per_node(tmp_path, monkeypatch):
+    # a DARTS space of two ops keeps the test short: 28 x 2 op candidates, then 2 x (3 + 4 + 5) edges
+    space = DartsSpace("darts_two_ops", ("none", "max_pool_3x3", "sep_conv_3x3"), C=2, layers=3, description="test")
+    monkeypatch.setitem(spaces._SPACES, space.name, space)
+    config = SearchConfig(Scoring(space.name, ("params",), data="digits", batch_size=2, image_size=8),
+                          strategy="prune", fitness="params")
+    result = search(config, tmp_path / "s.sqlite", progress=False)
+    genotype = space.parse(result.arch)
+    # removing the separable convolution loses parameters, removing the pooling none: the convolution stays
+    assert {op for op, _ in genotype.normal + genotype.reduce} == {"sep_conv_3x3"}
+    assert result.evaluations == 28 * 2 + 2 * (3 + 4 + 5) and len(result.history) == 2
+    for cell in (genotype.normal, genotype.reduce):
+        assert all(len({i for _, i in cell[2 * k:2 * k + 2]}) == 2 for k in range(4))   # two distinct inputs
+
+
 def test_libra_fitness_is_fitted_on_calibration_archs_of_the_truth(tmp_path):
     path, cells = truth_file(tmp_path)
     config = SearchConfig(scoring(), fitness="libra", population=6, generations=2, parents=3, truth=str(path),
@@ -168,7 +184,7 @@ def test_a_fitness_failing_everywhere_is_an_error(tmp_path):
     (["--fitness", "libra"], "fitness libra is fitted on ground truth: give --truth and --metric"),
     (["--max-params", "0.00001"], "no nb201 architecture fits the budget"),
     (["--min-flops", "5", "--max-flops", "1"], "impossible budget: min flops 5.0 M is above max flops 1.0 M"),
-    (["--strategy", "prune", "--space", "darts"], "strategy prune needs a cell space with a supernet"),
+    (["--strategy", "prune", "--space", "autoformer-t"], "strategy prune needs a cell space with a supernet"),
     (["--population", "1"], "population must be an integer >= 2"),
 ])
 def test_cli_errors(tmp_path, capsys, args, message):

@@ -9,9 +9,9 @@ Strategies (:data:`STRATEGIES`):
   candidates when breeding finds too few new ones; it stops after ``generations`` (20) or
   ``evaluations`` candidates.
 * ``random``: ``evaluations`` distinct random candidates.
-* ``prune`` (TE-NAS's, :mod:`lswag.prune`): from the NB201 supernet holding every op on every
-  edge, remove in each round, on each edge, the op whose removal leaves the highest fitness,
-  until one op per edge is left.
+* ``prune`` (TE-NAS's, :mod:`lswag.prune`): from the supernet holding every op on every edge
+  (NB201, DARTS, NB301), remove in each round, on each edge, the op whose removal leaves the
+  highest fitness, until one op per edge is left (DARTS: then two inputs per node).
 
 The fitness (:class:`Fitness`) is a proxy, a rank combination of proxies (``rank:a,b,c``,
 ``az_nas``, ``te_nas``) or a fitted LIBRA. Rank combinations score a candidate against a pool;
@@ -286,7 +286,8 @@ class Searcher:
             make_fitness(c.fitness)             # an unknown fitness fails before any file is made
         self.config, self.space = c, spaces.get(c.scoring.space)
         if c.strategy == "prune" and not hasattr(self.space, "supernet"):
-            raise LswagError(f"strategy prune needs a cell space with a supernet (nb201); {self.space.name} has none")
+            raise LswagError(f"strategy prune needs a cell space with a supernet (nb201, darts, nb301); "
+                             f"{self.space.name} has none")
         self.workers, self.executor, self.ray_address, self.progress = workers, executor, ray_address, progress
         self.truth: GroundTruth | None = None
         self.allowed: list[str] | None = None

@@ -118,7 +118,21 @@ class FactorizedReduce(nn.Module):
         return self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1))
 
 
-def make_op(name: str, channels: int, stride: int, affine: bool = True) -> nn.Module:
+class MixedOp(nn.Module):
+    """A supernet edge: the sum of its ops' outputs (TE-NAS's mixed op with equal weights)."""
+
+    def __init__(self, names: tuple[str, ...], channels: int, stride: int, affine: bool = True):
+        super().__init__()
+        self.ops = nn.ModuleList(make_op(name, channels, stride, affine) for name in names)
+
+    def forward(self, x):
+        outputs = [op(x) for op in self.ops]
+        return sum(outputs[1:], outputs[0])
+
+
+def make_op(name: str | tuple[str, ...], channels: int, stride: int, affine: bool = True) -> nn.Module:
+    if isinstance(name, tuple):                    # a supernet edge; an empty one is removed
+        return MixedOp(name, channels, stride, affine) if name else Zero(stride)
     if name == "none":
         return Zero(stride)
     if name == "max_pool_3x3":
@@ -134,7 +148,11 @@ def make_op(name: str, channels: int, stride: int, affine: bool = True) -> nn.Mo
 
 
 class Cell(nn.Module):
-    def __init__(self, pairs, concat, c_prev_prev, c_prev, channels, reduction, reduction_prev, affine=True):
+    """A cell: node ``nodes[k]`` adds ``ops[k]`` of input ``inputs[k]`` (two pairs per node in a
+    genotype; every earlier node, with mixed ops, in a supernet)."""
+
+    def __init__(self, pairs, concat, c_prev_prev, c_prev, channels, reduction, reduction_prev, affine=True,
+                 nodes=None):
         super().__init__()
         self.preprocess0 = (FactorizedReduce(c_prev_prev, channels) if reduction_prev
                             else ReLUConvBN(c_prev_prev, channels, 1, 1, 0))
@@ -142,12 +160,13 @@ class Cell(nn.Module):
         self.inputs = [i for _, i in pairs]
         self.ops = nn.ModuleList(make_op(op, channels, 2 if reduction and i < 2 else 1, affine) for op, i in pairs)
         self.concat = list(concat)
+        self.nodes = list(nodes) if nodes is not None else [_node_of(k) for k in range(len(pairs))]
 
     def forward(self, s0, s1):
         states = [self.preprocess0(s0), self.preprocess1(s1)]
-        for node in range(NODES):
-            a, b = 2 * node, 2 * node + 1
-            states.append(self.ops[a](states[self.inputs[a]]) + self.ops[b](states[self.inputs[b]]))
+        for node in range(2, 2 + NODES):
+            terms = [op(states[i]) for op, i, n in zip(self.ops, self.inputs, self.nodes) if n == node]
+            states.append(sum(terms[1:], terms[0]))
         return torch.cat([states[i] for i in self.concat], dim=1)
 
 
@@ -170,7 +189,7 @@ class NetworkCIFAR(nn.Module):
     """DARTS' evaluation network (see the module docstring)."""
 
     def __init__(self, genotype: Genotype, C: int, num_classes: int, layers: int, auxiliary: bool,
-                 affine: bool = True):
+                 affine: bool = True, nodes=None):
         super().__init__()
         stem = 3 * C
         self.stem = nn.Sequential(nn.Conv2d(3, stem, 3, padding=1, bias=False), nn.BatchNorm2d(stem))
@@ -183,7 +202,8 @@ class NetworkCIFAR(nn.Module):
             channels = channels * 2 if reduction else channels
             pairs, concat = (genotype.reduce, genotype.reduce_concat) if reduction else (genotype.normal,
                                                                                          genotype.normal_concat)
-            self.cells.append(Cell(pairs, concat, c_prev_prev, c_prev, channels, reduction, reduction_prev, affine))
+            self.cells.append(Cell(pairs, concat, c_prev_prev, c_prev, channels, reduction, reduction_prev, affine,
+                                   nodes))
             reduction_prev = reduction
             c_prev_prev, c_prev = c_prev, len(concat) * channels
             if i == self.aux_position:
@@ -206,6 +226,10 @@ class NetworkCIFAR(nn.Module):
 # -- the spaces ---------------------------------------------------------------------------------
 def _node_of(position: int) -> int:
     return 2 + position // 2
+
+
+#: (node, input) of the 14 edges of a supernet cell: every node takes every earlier one
+SUPERNET_EDGES = tuple((node, source) for node in range(2, 2 + NODES) for source in range(node))
 
 
 class DartsSpace(SearchSpace):
@@ -352,6 +376,53 @@ class DartsSpace(SearchSpace):
         C = check_int(self.default_C if C is None else C, f"{self.name} initial channels C", 2)
         layers = check_int(self.default_layers if layers is None else layers, f"{self.name} layers", 3)
         return seeded(seed, lambda: NetworkCIFAR(genotype, C, classes, layers, auxiliary, affine))
+
+
+    # -- supernets, for pruning (lswag.prune) ----------------------------------------------------
+    # ``edges``: the normal cell's 14 supernet edges (:data:`SUPERNET_EDGES`), then the reduction
+    # cell's, each a tuple of op names (empty: the edge is removed).
+
+    def supernet_edges(self) -> tuple[tuple[str, ...], ...]:
+        """The start of pruning: every op but ``none`` on every edge of both cells."""
+        return tuple(tuple(op for op in self.ops if op != "none") for _ in range(2 * len(SUPERNET_EDGES)))
+
+    def edge_groups(self) -> tuple[tuple[int, ...], ...]:
+        """The edges entering each node of each cell: pruning keeps two of each group."""
+        return tuple(tuple(offset + k for k, (n, _) in enumerate(SUPERNET_EDGES) if n == node)
+                     for offset in (0, len(SUPERNET_EDGES)) for node in range(2, 2 + NODES))
+
+    def supernet_key(self, edges) -> str:
+        half = len(SUPERNET_EDGES)
+        cells = [";".join(f"{'/'.join(ops) or 'none'}~{src}" for ops, (_, src) in zip(edges[i:i + half], SUPERNET_EDGES))
+                 for i in (0, half)]
+        return f"supernet:normal={cells[0]}|reduce={cells[1]}"
+
+    def supernet(self, edges, num_classes: int | None = None, seed: int | None = None, C: int | None = None,
+                 layers: int | None = None) -> NetworkCIFAR:
+        """NetworkCIFAR whose cells sum, on each supernet edge, the ops ``edges`` lists."""
+        edges = tuple(tuple(ops) for ops in edges)
+        half = len(SUPERNET_EDGES)
+        if len(edges) != 2 * half or any(op not in self.ops for ops in edges for op in ops):
+            raise LswagError(f"a {self.name} supernet has {2 * half} edges (normal, then reduction cell), each "
+                             f"ops among {', '.join(self.ops)}")
+        sources = [src for _, src in SUPERNET_EDGES]
+        genotype = Genotype(tuple(zip(edges[:half], sources)), tuple(zip(edges[half:], sources)))
+        classes = check_int(self.num_classes if num_classes is None else num_classes, "num_classes", 1)
+        C = check_int(self.default_C if C is None else C, f"{self.name} initial channels C", 2)
+        layers = check_int(self.default_layers if layers is None else layers, f"{self.name} layers", 3)
+        nodes = [n for n, _ in SUPERNET_EDGES]
+        return seeded(seed, lambda: NetworkCIFAR(genotype, C, classes, layers, False, True, nodes))
+
+    def from_supernet(self, edges) -> Genotype:
+        """The genotype of a pruned supernet: two edges of one op each per node."""
+        half = len(SUPERNET_EDGES)
+        cells = []
+        for offset in (0, half):
+            pairs = [(ops[0], src) for ops, (_, src) in zip(edges[offset:offset + half], SUPERNET_EDGES) if ops]
+            if len(pairs) != 2 * NODES or any(len(ops) > 1 for ops in edges[offset:offset + half]):
+                raise LswagError(f"a pruned {self.name} supernet needs one op on two edges per node, got {edges!r}")
+            cells.append(tuple(pairs))
+        return self.validate(Genotype(*cells))
 
 
 DARTS = register(DartsSpace("darts", PRIMITIVES, C=36, layers=20, description=(

@@ -372,6 +372,27 @@ class NB201Space(SearchSpace):
         return seeded(seed, lambda: TinyNetwork(edges, check_int(C, "NB201 width C", 1),
                                                 check_int(N, "NB201 cells per stage N"), num_classes))
 
+    def supernet_edges(self) -> tuple[tuple[str, ...], ...]:
+        """The start of pruning: every op but ``none`` on every edge."""
+        return tuple(tuple(op for op in OPS if op != "none") for _ in EDGES)
+
+    def edge_groups(self) -> tuple[tuple[int, ...], ...]:
+        """NB201 cells keep every edge: no edge pruning."""
+        return ()
+
+    def supernet_key(self, edges) -> str:
+        """A supernet's key in the store: the arch-string form with each edge's ops joined by ``/``."""
+        nodes = []
+        for target in (1, 2, 3):
+            tokens = [f"{'/'.join(ops) or 'none'}~{src}" for (src, dst), ops in zip(EDGES, edges) if dst == target]
+            nodes.append("|" + "|".join(tokens) + "|")
+        return "supernet:" + "+".join(nodes)
+
+    def from_supernet(self, edges) -> Cell:
+        if any(len(ops) != 1 for ops in edges):
+            raise LswagError(f"a pruned NB201 supernet has one op per edge, got {edges!r}")
+        return Cell(*(ops[0] for ops in edges))
+
     def index_of(self, arch: Any) -> int:
         """The official NB201 / NATS-Bench index of ``arch``."""
         return self.parse(arch).index
