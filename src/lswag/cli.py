@@ -115,7 +115,9 @@ def _split_setting(text: str) -> tuple[str, str]:
 def _cmd_libra(args) -> None:
     table = read_scores(args.scores, metric=args.metric, truth=args.truth, space=args.space,
                         arch_column=args.arch_column, dataset=args.dataset,
-                        setting=dict(_split_setting(text) for text in args.setting)).sample(args.n, args.seed)
+                        setting=dict(_split_setting(text) for text in args.setting), duplicates=args.duplicates,
+                        column_names=args.column_names.split(",") if args.column_names else None
+                        ).sample(args.n, args.seed)
     options = {"tolerance": args.tolerance, "max_tolerance": args.max_tolerance, "bins": int(args.bins) if args.bins.isdigit() else args.bins,
                "bias_feature": args.bias, "bias_method": args.bias_method, "combination": args.combination}
     if args.proxies:
@@ -360,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     libra.add_argument("--dataset", help="rows to select in tables with a dataset or task column")
     libra.add_argument("--space", help="parse and join archs with this space (default: as written; nb201 to join)")
     libra.add_argument("--arch-column", default="arch_str", help="the column with the architecture")
+    libra.add_argument("--column-names", metavar="A,B,...", help="header of a truth CSV that has none")
+    libra.add_argument("--duplicates", choices=DUPLICATES, default="error",
+                       help="truth rows of the same architecture (e.g. NB101 seeds): an error, or their mean")
     libra.add_argument("--proxies", help="comma-separated candidate proxies (default: every numeric column)")
     libra.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
                        help="stores: keep results computed with this setting, e.g. 'data=*cifar10*' (wildcards * ?; repeatable)")

@@ -203,7 +203,7 @@ def _read_store(path: Path, setting: Mapping[str, str]):
 
 
 def _read_stores(paths: list[Path], *, metric: str, truth, arch_column: str, dataset: str | None,
-                 setting: Mapping[str, str]) -> ScoreTable:
+                 setting: Mapping[str, str], **truth_options) -> ScoreTable:
     """The stores' proxies joined with the truth file (see :func:`read_scores`)."""
     if truth is None:
         raise LswagError(f"{paths[0]} is an lswag store: give --truth, the ground-truth file of its archs")
@@ -221,7 +221,8 @@ def _read_stores(paths: list[Path], *, metric: str, truth, arch_column: str, dat
             origin[proxy] = path
         by_proxy.update(found)
     space_obj = spaces.get(store_space)
-    ground = load_truth(truth, space=store_space, metric=metric, arch_column=arch_column, dataset=dataset)
+    ground = load_truth(truth, space=store_space, metric=metric, arch_column=arch_column, dataset=dataset,
+                        **truth_options)
     complete = set.intersection(*(set(v) for v in by_proxy.values()))
     parsed = {space_obj.parse(text): text for text in complete}
     keys = [k for k in ground.archs() if k in parsed]
@@ -236,7 +237,8 @@ def _read_stores(paths: list[Path], *, metric: str, truth, arch_column: str, dat
 
 def read_scores(scores: str | Path | Sequence[str | Path], *, metric: str, truth: str | Path | None = None,
                 space: str | None = None, arch_column: str = "arch_str", dataset: str | None = None,
-                setting: Mapping[str, str] | None = None) -> ScoreTable:
+                setting: Mapping[str, str] | None = None, duplicates: str = "error",
+                column_names: Sequence[str] | None = None) -> ScoreTable:
     """The :class:`ScoreTable` of a CSV score table or ``lswag bench`` stores, with the truth ``metric``.
 
     * CSV, ``truth`` None or the same file: the metric is a column of the table; every other
@@ -251,14 +253,18 @@ def read_scores(scores: str | Path | Sequence[str | Path], *, metric: str, truth
       proxies (each in one store only), kept on the architectures that have all of them and a
       truth value. ``setting`` selects among results computed under different settings
       (:func:`_read_store`).
+
+    ``duplicates`` and ``column_names`` go to :func:`lswag.benchmarks.load_truth` for a separate
+    truth file (rows of one architecture averaged; a header for a CSV that has none).
     """
+    truth_options = {"duplicates": duplicates, "column_names": column_names}
     paths = [Path(scores)] if isinstance(scores, (str, Path)) else [Path(p) for p in scores]
     for path in paths:
         if not path.is_file():
             raise LswagError(f"scores file not found: {path}")
     if any(_is_store(path) for path in paths):
         return _read_stores(paths, metric=metric, truth=truth, arch_column=arch_column, dataset=dataset,
-                            setting=setting or {})
+                            setting=setting or {}, **truth_options)
     if len(paths) > 1:
         raise LswagError("several score files must all be lswag stores; give one CSV table")
     scores = paths[0]
@@ -277,7 +283,7 @@ def read_scores(scores: str | Path | Sequence[str | Path], *, metric: str, truth
         return table.rows(np.flatnonzero(keep))
     space = space or "nb201"
     source, keys, columns = _read_csv(scores, arch_column, dataset, space)
-    ground = load_truth(truth, space=space, metric=metric, arch_column=arch_column, dataset=dataset)
+    ground = load_truth(truth, space=space, metric=metric, arch_column=arch_column, dataset=dataset, **truth_options)
     index = [i for i, k in enumerate(keys) if k in ground.accuracy]
     if len(index) < 3:
         raise LswagError(f"only {len(index)} archs of {source} are in the truth {ground.source}")
