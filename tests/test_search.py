@@ -113,6 +113,16 @@ def test_mutation_with_a_probability_changes_that_share_of_edges():
     assert all(sum(a != b for a, b in zip(parent, NB201.mutate(parent, rng))) == 1 for _ in range(50))
 
 
+@pytest.mark.parametrize("name", ["nb101", "darts", "nb301", "tnb101_micro", "tnb101_macro", "autoformer-s"])
+def test_every_space_mutates_with_a_per_choice_probability(name):
+    space, rng = spaces.get(name), __import__("random").Random(1)
+    parent = space.sample(1, seed=2)[0]
+    children = [space.mutate(parent, rng, prob=0.5) for _ in range(20)]
+    assert all(space.parse(space.format(c)) == c for c in children)           # valid architectures
+    differ = [space.format(c) != space.format(parent) for c in children]
+    assert all(differ) if name != "autoformer-s" else sum(differ) >= 15       # AutoFormer may redraw the same
+
+
 def test_random_search_draws_distinct_candidates_of_the_truth_and_looks_the_best_up(tmp_path):
     path, cells = truth_file(tmp_path)
     config = SearchConfig(scoring(), strategy="random", fitness="params", evaluations=15, seed=1,
