@@ -175,7 +175,7 @@ def _cmd_demo(args) -> None:
                       device=args.device)
     meta = minibench.load_metadata(report.table)
     print(f"lswag demo: {report.cells} NB201 cells (C={meta['build']['C']}, N={meta['build']['N']}) trained on "
-          f"{meta['data']} {meta['image_size']}x{meta['image_size']} for {meta['recipe']['epochs']} epoch, "
+          f"{meta['data']} {meta['image_size']}x{meta['image_size']} for {meta['recipe']['epochs']} epochs, "
           f"{len(meta['seeds'])} seeds (the embedded mini-benchmark, {report.table.name})")
     print(f"\nSpearman rho and Kendall tau of each proxy with the cells' test accuracy "
           f"(batch 64 of {meta['data']}, seed {args.seed}):")
