@@ -6,7 +6,7 @@ proxy, Suite-Zero's ρ: on the very same architectures for NB101 and NB301 (thei
 Suite-Zero's scores), and on Suite-Zero's own sample for TransNAS-Bench-101 (711 micro / 662-725
 macro networks per task, which barely overlap lswag's sample).
 
-    python benchmarks/spaces_report.py --runs runs/eval --n 100 --tnb-n 50
+    python benchmarks/spaces_report.py --runs runs/eval --n 100
 """
 from __future__ import annotations
 
