@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 5's evaluation of the spaces other than NB201 on their real ground truth (docs/reproduction.md,
 # "Other spaces"). Every run is a resumable `lswag bench`; rerunning skips what its store holds.
-#   bash benchmarks/evaluate_spaces.sh cifar|tnb|autoformer   (N=100, WORKERS=1, OUT=runs/eval by default)
+#   bash benchmarks/evaluate_spaces.sh cifar|tnb|autoformer   (N=100, WORKERS=1, OUT=runs/eval by default;
+#   TASKS="autoencoder jigsaw" limits tnb to those tasks)
 # The proxies are the zoo less the ones costing 1.5 floors or more each (grasp, te_ntk_cond, zen) and the
 # ensembles' own components (az_*, te_linear_regions, tcet): on 2 CPU cores the whole zoo costs 14 floors.
 set -euo pipefail
@@ -28,7 +29,7 @@ cifar)
 tnb)
   # TransNAS-Bench-101 at batch 32 of ImageNet images at 64x64 (the benchmark's 256x256 costs 16x more on a
   # CPU); targets made from the images (lswag.spaces.tnb101.task_batch). Tab. 3's tasks first.
-  for task in autoencoder jigsaw normal class_scene class_object room_layout segmentsemantic; do
+  for task in ${TASKS:-autoencoder jigsaw normal class_scene class_object room_layout segmentsemantic}; do
     for kind in micro macro; do
       bench --space tnb101_$kind --truth $B/transnasbench101_$kind/tnb101_${kind}_groundtruth_wide.csv \
         --metric $task --build task=$task --data npz:$I/imagenet_sample_224.npz --batch-size 32 --image-size 64 \

@@ -1,0 +1,27 @@
+"""Smoke runs of the measuring scripts under benchmarks/ at tiny sizes: they run and print their
+figures (the measurements themselves are docs/performance.md's, never a timed test)."""
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.mark.slow
+def test_scaling_script_prints_a_finite_slope_per_proxy(tmp_path):
+    figure = tmp_path / "scaling.png"
+    run = subprocess.run([sys.executable, str(BENCHMARKS / "scaling.py"), "--no-vit", "--batches", "4", "8",
+                          "--cells", "2", "--repeats", "1", "--proxies", "l_swag,nwot", "--plot", str(figure)],
+                         capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})   # one thread: no spin-waiting beside other jobs
+    assert run.returncode == 0, run.stderr[-2000:]
+    slopes = [line.split()[1:] for line in run.stdout.splitlines() if line.strip().startswith("slope")]
+    assert len(slopes) == 2                              # batch sweep and size sweep of NB201
+    assert all(len(row) == 3 and all(math.isfinite(float(v)) for v in row) for row in slopes)
+    assert figure.stat().st_size > 0
