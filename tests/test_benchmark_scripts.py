@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import shared_file
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -25,3 +26,18 @@ def test_scaling_script_prints_a_finite_slope_per_proxy(tmp_path):
     assert len(slopes) == 2                              # batch sweep and size sweep of NB201
     assert all(len(row) == 3 and all(math.isfinite(float(v)) for v in row) for row in slopes)
     assert figure.stat().st_size > 0
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_throughput_script_reports_a_rate_per_executor():
+    shared_file("benchmarks/nasbench201/nb201_groundtruth.csv")
+    shared_file("images/cifar10_sample.npz")
+    run = subprocess.run([sys.executable, str(BENCHMARKS / "throughput.py"), "--n", "3", "--workers", "1",
+                          "--batch-size", "8"], capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    row = next(line for line in run.stdout.splitlines() if line.startswith("local, 1 worker"))
+    seconds, rate = float(row.split()[3]), float(row.split()[4])
+    assert seconds > 0 and abs(rate - 3 / seconds) < 0.02
+    assert "DIFFER" not in run.stdout
