@@ -17,42 +17,26 @@ and of time against parameters, and draws both curves in one figure (``--plot``)
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 import lswag
 from lswag.scoring import evaluate
 from lswag.spaces.autoformer import ViTConfig
 
+from bench_passes import floor, median_seconds   # this folder: run as a script
+
 NB201_CELL = "13714"
-
-
-def median_seconds(function, repeats: int) -> float:
-    function()                                              # warm-up: allocator, lazy inits
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def floor(model, batch) -> None:
-    model.train()
-    model.zero_grad(set_to_none=True)
-    F.cross_entropy(model(batch.x), batch.y).backward()
 
 
 def costs(model, batch, proxies, repeats) -> dict[str, float]:
     """Seconds of the floor and of each proxy alone on ``batch``."""
-    times = {"floor": median_seconds(lambda: floor(model, batch), repeats)}
-    for name in proxies:
-        times[name] = median_seconds(lambda: evaluate(model, batch, [name]), repeats)
-    return times
+    runs = {"floor": lambda: floor(model, batch)}
+    runs.update({name: (lambda name=name: evaluate(model, batch, [name])) for name in proxies})
+    for run in runs.values():
+        run()                                                # warm-up: allocator, lazy inits
+    return {name: median_seconds(run, repeats) for name, run in runs.items()}
 
 
 def slope(x, y) -> float:
@@ -60,17 +44,16 @@ def slope(x, y) -> float:
     return float(np.polyfit(np.log(x), np.log(y), 1)[0])
 
 
-def sweep(label, rows, key_name, proxies) -> dict[str, float]:
+def sweep(label, rows, key_name, proxies) -> None:
     print(f"\n{label}")
     if len(rows) < 2:
         print("  fewer than two points: no slope")
-        return {}
+        return
     print(f"{key_name:>12} " + " ".join(f"{name:>10}" for name in ["floor", *proxies]) + "   (seconds)")
     for key, times in rows:
         print(f"{key:>12,} " + " ".join(f"{times[name]:10.3f}" for name in ["floor", *proxies]))
     slopes = {name: slope([k for k, _ in rows], [t[name] for _, t in rows]) for name in ["floor", *proxies]}
     print(f"{'slope':>12} " + " ".join(f"{slopes[name]:10.2f}" for name in ["floor", *proxies]))
-    return slopes
 
 
 def main() -> None:
