@@ -4,7 +4,12 @@ Each configuration scores the same ``--n`` seeded cells (CIFAR-10 sample, batch 
 with ``--proxies`` into a fresh store, timed end to end (reading the truth table and starting the pool or Ray included), and
 prints cells/s and the hours the whole space of 15,625 cells would take at that rate: issue 8's
 throughput target (all of NB201 with l_swag in under 2 hours on 2 CPU cores; 1000 cells with
-the full zoo in under 1 hour). It also checks that every configuration stored the same values.
+the full zoo in under 1 hour). It also prints how far each configuration's values are from the first's: a worker of N gets
+cores/N torch threads, and a different thread count sums in a different order, so values may
+differ in the last bits (the largest relative difference is printed; failures must match).
+The last row is the bare cost of the same cells in this process: build each network and run one
+plain forward+backward on the batch (bench_passes' floor), no proxy: what any proxy needing a
+gradient costs at least.
 
     python benchmarks/throughput.py --n 200 --workers 1 2 --ray
     python benchmarks/throughput.py --n 50 --proxies all --workers 2      # the full zoo
@@ -16,7 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from lswag.bench import BenchConfig, run_bench
+import lswag
+from bench_passes import floor
+from lswag.bench import BenchConfig, load_truth, run_bench, sample_archs
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 NB201_CELLS = 15_625
@@ -26,6 +33,29 @@ def timed_bench(config: BenchConfig, store: Path, workers: int, executor: str) -
     start = time.perf_counter()
     reports = run_bench(config, store, workers=workers, executor=executor, progress=False)
     return time.perf_counter() - start, reports
+
+
+def largest_difference(values: dict, reference: dict) -> float:
+    """The largest relative difference between two runs' scores (inf where one failed and not the other)."""
+    largest = 0.0
+    for proxy, scores in reference.items():
+        for mine, theirs in zip(values[proxy], scores):
+            if isinstance(mine, float) and isinstance(theirs, float):
+                largest = max(largest, abs(mine - theirs) / max(abs(mine), abs(theirs), 1e-300))
+            elif mine != theirs:
+                return float("inf")
+    return largest
+
+
+def timed_floors(config: BenchConfig) -> float:
+    """Seconds to build each sampled cell and run one forward+backward of it on the batch."""
+    space = lswag.spaces.get(config.space)
+    truth = load_truth(config.truth, space=config.space, metric=config.metric)
+    batch = lswag.load_batch(config.data, batch_size=config.batch_size, seed=config.seed)
+    start = time.perf_counter()
+    for arch in sample_archs(truth.archs(), space, config.n, config.seed):
+        floor(space.build(space.parse(arch), num_classes=batch.num_classes, seed=config.seed), batch)
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -43,6 +73,11 @@ def main() -> None:
     runs = [(f"local, {w} worker{'s' * (w > 1)}", w, "local") for w in args.workers]
     if args.ray:
         runs.append((f"ray, {max(args.workers)} CPUs", max(args.workers), "ray"))
+
+    def row(label: str, seconds: float, note: str = "") -> None:
+        print(f"{label:<20} {seconds:8.1f} {args.n / seconds:8.2f} {seconds / args.n:7.2f} "
+              f"{NB201_CELLS * seconds / args.n / 3600:11.2f} h{note}")
+
     print(f"NB201, {args.n} cells, proxies {args.proxies}, batch {args.batch_size}")
     print(f"{'executor':<20} {'seconds':>8} {'cells/s':>8} {'s/cell':>7} {'15,625 cells':>13}")
     reference = None
@@ -51,9 +86,9 @@ def main() -> None:
             seconds, reports = timed_bench(config, Path(folder) / f"run{index}.sqlite", workers, executor)
             values = {r.proxy: r.scores for r in reports}
             reference = reference or values
-            same = "" if values == reference else "   VALUES DIFFER from the first run"
-            print(f"{label:<20} {seconds:8.1f} {args.n / seconds:8.2f} {seconds / args.n:7.2f} "
-                  f"{NB201_CELLS * seconds / args.n / 3600:11.2f} h{same}")
+            row(label, seconds, f"   largest relative difference to the first: "
+                                f"{largest_difference(values, reference):.1e}" if index else "")
+    row("bare build+floor", timed_floors(config), "   (no proxy, this process)")
 
 
 if __name__ == "__main__":

@@ -33,11 +33,24 @@ def test_scaling_script_prints_a_finite_slope_per_proxy(tmp_path):
 def test_throughput_script_reports_a_rate_per_executor():
     shared_file("benchmarks/nasbench201/nb201_groundtruth.csv")
     shared_file("images/cifar10_sample.npz")
-    run = subprocess.run([sys.executable, str(BENCHMARKS / "throughput.py"), "--n", "3", "--workers", "1",
+    run = subprocess.run([sys.executable, str(BENCHMARKS / "throughput.py"), "--n", "3", "--workers", "1", "2",
                           "--batch-size", "8"], capture_output=True, text=True, timeout=600,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert run.returncode == 0, run.stderr[-2000:]
     row = next(line for line in run.stdout.splitlines() if line.startswith("local, 1 worker"))
     seconds, rate = float(row.split()[3]), float(row.split()[4])
     assert seconds > 0 and abs(rate - 3 / seconds) < 0.02
-    assert "DIFFER" not in run.stdout
+    two = next(line for line in run.stdout.splitlines() if line.startswith("local, 2 workers"))
+    assert float(two.split()[-1]) < 1e-4                 # the same values up to float rounding
+    bare = next(line for line in run.stdout.splitlines() if line.startswith("bare build+floor"))
+    assert 0 < float(bare.split()[2]) < seconds      # building and one pass cost less than scoring
+
+
+def test_memory_script_reports_a_peak_per_case():
+    run = subprocess.run([sys.executable, str(BENCHMARKS / "memory.py"), "--cases", "nb201:l_swag",
+                          "--batch-scale", "0.05", "--threads", "1"], capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    row = next(line for line in run.stdout.splitlines() if line.startswith("nb201:l_swag")).split()
+    batch, before, peak = int(row[1]), float(row[2]), float(row[4])
+    assert batch == 3 and 0 < before <= peak and "1 scored" in " ".join(row)

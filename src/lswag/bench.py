@@ -31,7 +31,7 @@ from lswag.data import Batch, load_batch
 from lswag.ensembles import ENSEMBLES, combine
 from lswag.errors import LswagError, unknown_choice
 from lswag.probe import INITS
-from lswag.scoring import evaluate, resolve_device, resolve_proxies, score_architecture, space_options
+from lswag.scoring import resolve_device, resolve_proxies, score_architecture, score_network, space_options
 from lswag.stats import Correlation, correlate
 from lswag.store import Store
 
@@ -295,13 +295,11 @@ class StoreScorer:
         if missing:
             if self._batch is None:
                 self._batch = setup.batch()
-            space = spaces.get(setup.space)
-            batch = space.prepare(self._batch, seed=setup.seed, **setup.build)
             options = setup.resolved_options
-            results = evaluate(make(batch.num_classes).to(setup.device), batch, missing,
-                               options={n: options[n] for n in missing if n in options},
-                               gradient_draws=setup.gradient_draws, init=setup.init, init_seed=setup.seed,
-                               loss_fn=space.task_loss(**setup.build))
+            results = score_network(spaces.get(setup.space), make, self._batch, missing,
+                                    options={n: options[n] for n in missing if n in options}, seed=setup.seed,
+                                    build=setup.build, device=setup.device, gradient_draws=setup.gradient_draws,
+                                    init=setup.init)
             self.store.add(key, [(r.name, self.settings[r.name], r.value, r.seconds) for r in results],
                            peak_memory_mb())
         return {name: self.store.results(name, self.settings[name])[key] for name in names}
@@ -314,7 +312,8 @@ def run_bench(config: BenchConfig, store_path, *, workers: int = 1, executor: st
 
     ``executor="local"`` scores in this process (``workers=1``) or a process pool of
     ``workers``; ``executor="ray"`` sends the architectures to Ray (a local instance of
-    ``workers`` CPUs, or the cluster at ``ray_address``). Results are identical either way.
+    ``workers`` CPUs, or the cluster at ``ray_address``). Results are the same either way up to
+    the rounding of the workers' torch thread counts (cores/workers each; docs/performance.md).
     """
     check_executor(workers, executor, ray_address)
     space = spaces.get(config.space)

@@ -176,7 +176,17 @@ def score_architecture(space: str, arch, *, proxies: Iterable[str] | str = ("l_s
         batch = load_batch(data, batch_size=batch_size, seed=seed,
                            image_size=search_space.input_shape[1:], download=download)
     build = search_space.check_build_options(build or {})
+    make = lambda classes: search_space.build(parsed, num_classes=classes, seed=seed, **build)  # noqa: E731
+    return parsed, used, score_network(search_space, make, batch, names, options=used, seed=seed, build=build,
+                                       device=device, **kwargs)
+
+
+def score_network(search_space: SearchSpace, make: Callable[[int], nn.Module], batch: Batch, names: list[str], *,
+                  options: dict[str, dict[str, Any]], seed: int, build: dict[str, Any], device: str = "cpu",
+                  **kwargs) -> list[ProxyResult]:
+    """Score the network ``make(num_classes)`` of ``search_space`` (built with the checked options
+    ``build``) on the space's inputs and targets made from ``batch``, with the space's task loss."""
     batch = search_space.prepare(batch, seed=seed, **build)
-    model = search_space.build(parsed, num_classes=batch.num_classes, seed=seed, **build).to(resolve_device(device))
+    model = make(batch.num_classes).to(resolve_device(device))
     kwargs.setdefault("loss_fn", search_space.task_loss(**build))
-    return parsed, used, evaluate(model, batch, names, options=used, init_seed=seed, **kwargs)
+    return evaluate(model, batch, names, options=options, init_seed=seed, **kwargs)
