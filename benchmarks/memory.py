@@ -2,7 +2,7 @@
 
 A worker is what ``lswag bench`` runs per process: ``lswag.score_architecture`` on one batch. Each
 case below is scored in a new spawned process (so no high-water mark carries over), and the
-process's peak resident set (``resource.getrusage``, Linux ``ru_maxrss``) is printed next to the
+process's peak resident set (``lswag.bench.peak_memory_mb``: Linux ``ru_maxrss``) is printed next to the
 issue's target and the process's resident memory before it scored (torch and lswag imported, batch
 made). Cases are the largest network of each space, where memory peaks:
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
 
@@ -35,19 +34,18 @@ CASES = {  # name: (space, architecture, batch, proxies, target GB)
 }
 
 
-def resident_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # Linux reports KiB
-
-
-def _child(case: tuple, threads: int) -> tuple:
+def _child(space_name: str, arch: str, batch_size: int, proxies: str, threads: int) -> tuple:
     import lswag
+    from lswag.bench import peak_memory_mb
     from lswag.scoring import score_architecture
 
-    space_name, arch, batch_size, proxies, _ = case
+    def resident_gb() -> float:
+        return peak_memory_mb() * 2**20 / 1e9
+
     torch.set_num_threads(threads)
     space = lswag.spaces.get(space_name)
     batch = lswag.load_batch("gaussian", batch_size=batch_size, image_size=space.input_shape[1:],
-                             num_classes=1000 if space_name.startswith("autoformer") else 10)
+                             num_classes=space.num_classes)
     before = resident_gb()
     start = time.perf_counter()
     _, _, results = score_architecture(space_name, arch, proxies=proxies, batch=batch)
@@ -69,7 +67,7 @@ def main() -> None:
         batch = max(2, round(batch * args.batch_scale))
         with ProcessPoolExecutor(1, mp_context=context) as fresh:   # one new process per case
             before, peak, seconds, scored, failed = fresh.submit(
-                _child, (space, arch, batch, proxies, target), args.threads).result()
+                _child, space, arch, batch, proxies, args.threads).result()
         verdict = "met" if peak < target else "MISSED"
         note = f"; failed: {', '.join(failed)}" if failed else ""
         print(f"{name:<22} {batch:5d} {before:6.2f} GB {peak:6.2f} GB {target:5d} GB {seconds:8.1f}  "

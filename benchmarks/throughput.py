@@ -23,7 +23,7 @@ from pathlib import Path
 
 import lswag
 from bench_passes import floor
-from lswag.bench import BenchConfig, load_truth, run_bench, sample_archs
+from lswag.bench import BenchConfig, run_bench
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 NB201_CELLS = 15_625
@@ -47,13 +47,13 @@ def largest_difference(values: dict, reference: dict) -> float:
     return largest
 
 
-def timed_floors(config: BenchConfig) -> float:
-    """Seconds to build each sampled cell and run one forward+backward of it on the batch."""
+def timed_floors(config: BenchConfig, archs: list[str]) -> float:
+    """Seconds to build each of ``archs`` (the cells a bench run scored) and run one forward+backward of it."""
     space = lswag.spaces.get(config.space)
-    truth = load_truth(config.truth, space=config.space, metric=config.metric)
-    batch = lswag.load_batch(config.data, batch_size=config.batch_size, seed=config.seed)
+    batch = lswag.load_batch(config.data, batch_size=config.batch_size, seed=config.seed,
+                             image_size=space.input_shape[1:])
     start = time.perf_counter()
-    for arch in sample_archs(truth.archs(), space, config.n, config.seed):
+    for arch in archs:
         floor(space.build(space.parse(arch), num_classes=batch.num_classes, seed=config.seed), batch)
     return time.perf_counter() - start
 
@@ -88,7 +88,7 @@ def main() -> None:
             reference = reference or values
             row(label, seconds, f"   largest relative difference to the first: "
                                 f"{largest_difference(values, reference):.1e}" if index else "")
-    row("bare build+floor", timed_floors(config), "   (no proxy, this process)")
+    row("bare build+floor", timed_floors(config, reports[0].archs), "   (no proxy, this process)")
 
 
 if __name__ == "__main__":
