@@ -83,7 +83,7 @@ def main() -> None:
         with runs_path.open("a", newline="") as f:
             csv.writer(f).writerow([strategy, fitness, budget, seed, result.arch, *(result.truth[m] for m in METRICS),
                                     result.evaluations, result.failures, f"{result.wall_seconds:.1f}",
-                                    f"{result.scoring_seconds:.1f}", result.calibration])
+                                    f"{result.scoring_seconds:.1f}", len(result.calibration)])
         print(f"{strategy:<9} {fitness:<7} {budget:>8} seed {seed}: {result.truth[METRICS[0]]:.2f} / "
               f"{result.truth[METRICS[1]]:.2f} / {result.truth[METRICS[2]]:.2f}  {result.arch}", flush=True)
 

@@ -165,10 +165,22 @@ def test_libra_fitness_is_fitted_on_calibration_archs_of_the_truth(tmp_path):
     config = SearchConfig(scoring(), fitness="libra", population=6, generations=2, parents=3, truth=str(path),
                           metrics=("acc",), calibration=12, libra_pool=("params", "l2_norm", "flops"))
     result = search(config, tmp_path / "s.sqlite", progress=False)
-    assert result.calibration == 12 and "LIBRA fitted on 12 archs" in result.libra
+    assert len(set(result.calibration)) == 12 and "LIBRA fitted on 12 archs" in result.libra
     assert result.fitness == "libra" and result.arch in cells and "acc" in result.truth
     with Store(tmp_path / "s.sqlite", "nb201") as store:   # the calibration cells were scored with the pool
         assert store.count() >= 12 * 3
+
+
+def test_libra_calibration_cells_are_not_the_random_search_draws(tmp_path):
+    # with one stream for both, random search would rank exactly the cells LIBRA was fitted on
+    path, _ = truth_file(tmp_path)
+    common = dict(strategy="random", evaluations=12, truth=str(path), metrics=("acc",), calibration=12,
+                  libra_pool=("params", "l2_norm", "flops"))
+    fitted = search(SearchConfig(scoring(), fitness="libra", **common), tmp_path / "s.sqlite", progress=False)
+    plain = search(SearchConfig(scoring(), fitness="params", **common), tmp_path / "s.sqlite", progress=False)
+    assert plain.candidates == fitted.candidates and len(set(plain.candidates)) == 12   # the search's own draws
+    assert set(fitted.calibration) != set(fitted.candidates)
+    assert len(set(fitted.calibration) & set(fitted.candidates)) < 12
 
 
 # --- bad input ------------------------------------------------------------------------------------

@@ -70,7 +70,7 @@ class ProxyReport:
     archs: list = field(repr=False)    # the sampled architectures (text form), in the same order
 
 
-def sample_archs(archs, space, n: int, seed: int) -> list:
+def sample_archs(archs, space, n: int, seed: int | str) -> list:
     """``n`` of ``archs`` drawn with ``seed``, independent of the order they were listed in."""
     ordered = sorted(archs, key=space.format)
     return ordered if n >= len(ordered) else random.Random(seed).sample(ordered, n)

@@ -208,7 +208,7 @@ class SearchResult:
     truth: dict[str, float] = field(default_factory=dict)
     history: list[float] = field(default_factory=list)     # best fitness after each generation / round
     candidates: list[str] = field(default_factory=list)    # every evaluated candidate, in order
-    calibration: int = 0
+    calibration: list[str] = field(default_factory=list)   # the truth's cells a LIBRA fitness was fitted on
     libra: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -303,7 +303,7 @@ class Searcher:
         self.store = Store(store_path, c.scoring.space)
         self.scorer = self.cost_scorer = None
         self.libra = None
-        self.calibration_seconds, self.calibration_size = 0.0, 0
+        self.calibration_seconds, self.calibration_archs = 0.0, []
         try:
             if c.fitness == "libra":
                 self.libra = self._fit_libra()
@@ -334,14 +334,17 @@ class Searcher:
         from lswag import libra
 
         c = self.config
-        archs = [self.space.format(a) for a in sample_archs(self.truth.archs(), self.space, c.calibration, c.seed)]
+        # a stream of its own: drawn with the search's seed, the calibration cells would be the very cells
+        # random search (and evolution's first population) draws, and LIBRA would rank its own fitting set
+        archs = [self.space.format(a) for a in
+                 sample_archs(self.truth.archs(), self.space, c.calibration, f"libra-calibration-{c.seed}")]
         pool = tuple(dict.fromkeys([*c.libra_pool, "params"]))
         with self._scorer(pool) as scorer:
             bar = tqdm(total=len(archs), desc="LIBRA calibration", unit="arch", disable=not self.progress)
             scored = scorer.score(archs, bar)
             bar.close()
         self.calibration_seconds = sum(r.seconds for arch in archs for r in scored[arch].values())
-        self.calibration_size = len(archs)
+        self.calibration_archs = archs
         columns = {p: np.array([_value(scored[a][p].value) for a in archs]) for p in pool}
         truth = np.array([self.truth.value(self.space.parse(a)) for a in archs])
         table = libra.ScoreTable(f"{len(archs)} calibration archs of {c.truth}", self.truth.metric, tuple(archs),
@@ -499,7 +502,7 @@ class Searcher:
             space=c.scoring.space, arch=arch, build=dict(c.scoring.build), strategy=c.strategy, fitness=self.fitness.name,
             scores=scores, params=scores.get("params"), flops=scores.get("flops"), evaluations=evaluations,
             failures=failures, skipped=self.skipped, wall_seconds=wall, scoring_seconds=archive.seconds, seed=c.seed, truth=truth,
-            history=history, candidates=list(archive.archs), calibration=self.calibration_size, libra=self.libra.explain() if self.libra else "",
+            history=history, candidates=list(archive.archs), calibration=self.calibration_archs, libra=self.libra.explain() if self.libra else "",
             settings={"scoring": {k: v for k, v in asdict(c.scoring).items()}, "budget": asdict(c.budget),
                       "population": c.population, "generations": c.generations, "parents": c.parents,
                       "mutation_prob": c.mutation_prob, "crossover_prob": c.crossover_prob,
