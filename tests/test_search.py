@@ -179,7 +179,6 @@ def test_libra_calibration_cells_are_not_the_random_search_draws(tmp_path):
     fitted = search(SearchConfig(scoring(), fitness="libra", **common), tmp_path / "s.sqlite", progress=False)
     plain = search(SearchConfig(scoring(), fitness="params", **common), tmp_path / "s.sqlite", progress=False)
     assert plain.candidates == fitted.candidates and len(set(plain.candidates)) == 12   # the search's own draws
-    assert set(fitted.calibration) != set(fitted.candidates)
     assert len(set(fitted.calibration) & set(fitted.candidates)) < 12
 
 
