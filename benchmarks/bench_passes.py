@@ -3,7 +3,8 @@
 For an NB201 cell network (C=16, N=5, 32×32, batch 64) and a small ViT (dim 192, depth 4,
 patch 4 on 32×32, batch 8) it measures, in one run on this machine:
 
-* the floor: one forward + backward of the cross-entropy loss on the batch, in train mode;
+* the floor: one forward + backward of the cross-entropy loss on the batch, in train mode, in the
+  memory format lswag scores the network in (channels-last for NB201 on CPU);
 * each proxy alone (``lswag.evaluate(model, batch, [proxy])``, which builds its own probe);
 * the whole zoo fused in one ``evaluate`` call (passes shared), and proxy-by-proxy (the sum of
   the proxies alone, which is what running each reference implementation separately costs).
@@ -20,6 +21,7 @@ Times are medians of ``--repeats`` runs; the ratios are to the floor measured in
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import multiprocessing
 import resource
 import statistics
@@ -72,18 +74,31 @@ def median_seconds(function, repeats: int) -> float:
     return statistics.median(times)
 
 
+def layout_of(space_name: str) -> torch.memory_format:
+    """The memory format lswag scores the space's networks in on CPU (``SearchSpace.channels_last_on_cpu``)."""
+    return torch.channels_last if lswag.spaces.get(space_name).channels_last_on_cpu else torch.contiguous_format
+
+
+def in_layout(model: nn.Module, batch: Batch, layout: torch.memory_format) -> tuple[nn.Module, Batch]:
+    """``model`` (converted in place) and a copy of ``batch`` in ``layout``, so the floor runs as the probe does."""
+    return model.to(memory_format=layout), dataclasses.replace(batch, x=batch.x.contiguous(memory_format=layout))
+
+
 def floor(model: nn.Module, batch: Batch) -> None:
     model.train()
     model.zero_grad(set_to_none=True)
     F.cross_entropy(model(batch.x), batch.y).backward()
 
 
-def measure(label: str, model: nn.Module, batch: Batch, repeats: int) -> None:
+def measure(label: str, model: nn.Module, batch: Batch, repeats: int,
+            layout: torch.memory_format = torch.contiguous_format) -> None:
     names = proxies.names()
-    evaluate(model, batch, names)                    # warm-up: allocator, FLOP counter start-up
+    model, batch = in_layout(model, batch, layout)
+    evaluate(model, batch, names, memory_format=layout)       # warm-up: allocator, FLOP counter start-up
     base = median_seconds(lambda: floor(model, batch), repeats)
-    alone = {name: median_seconds(lambda: evaluate(model, batch, [name]), repeats) for name in names}
-    fused = median_seconds(lambda: evaluate(model, batch, names), repeats)
+    alone = {name: median_seconds(lambda: evaluate(model, batch, [name], memory_format=layout), repeats)
+             for name in names}
+    fused = median_seconds(lambda: evaluate(model, batch, names, memory_format=layout), repeats)
     print(f"\n{label}: floor (one forward+backward) {base * 1000:.1f} ms; costs in floors")
     for name in sorted(names, key=alone.get):
         passes = sorted({lswag.probe.PASS_OF_NEED[n] for n in proxies.get(name).needs})
@@ -135,8 +150,8 @@ def main():
     print(f"torch {torch.__version__}, {args.threads} threads, medians of {args.repeats}")
     space = lswag.spaces.get("nb201")
     cell = space.build(space.parse("13714"), num_classes=10, seed=0)
-    measure("NB201 cell #13714, batch 64, 32x32", cell, lswag.load_batch("gaussian", batch_size=64, image_size=32),
-            args.repeats)
+    measure("NB201 cell #13714, batch 64, 32x32, channels-last", cell,
+            lswag.load_batch("gaussian", batch_size=64, image_size=32), args.repeats, layout_of("nb201"))
     torch.manual_seed(0)
     measure("small ViT (dim 192, depth 4), batch 8, 32x32", SmallViT(),
             lswag.load_batch("gaussian", batch_size=8, image_size=32), args.repeats)

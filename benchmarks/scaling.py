@@ -25,15 +25,17 @@ import lswag
 from lswag.scoring import evaluate
 from lswag.spaces.autoformer import ViTConfig
 
-from bench_passes import floor, median_seconds   # this folder: run as a script
+from bench_passes import floor, in_layout, layout_of, median_seconds   # this folder: run as a script
 
 NB201_CELL = "13714"
 
 
-def costs(model, batch, proxies, repeats) -> dict[str, float]:
-    """Seconds of the floor and of each proxy alone on ``batch``."""
+def costs(model, batch, proxies, repeats, space: str) -> dict[str, float]:
+    """Seconds of the floor and of each proxy alone on ``batch``, in the layout lswag scores ``space`` in."""
+    layout = layout_of(space)
+    model, batch = in_layout(model, batch, layout)
     runs = {"floor": lambda: floor(model, batch)}
-    runs.update({name: (lambda name=name: evaluate(model, batch, [name])) for name in proxies})
+    runs.update({name: (lambda name=name: evaluate(model, batch, [name], memory_format=layout)) for name in proxies})
     for run in runs.values():
         run()                                                # warm-up: allocator, lazy inits
     return {name: median_seconds(run, repeats) for name, run in runs.items()}
@@ -73,13 +75,13 @@ def main() -> None:
     nb201 = lswag.spaces.get("nb201")
     cell = nb201.build(nb201.parse(NB201_CELL), num_classes=10, seed=0)
     batch_rows = {"NB201": [(b, costs(cell, lswag.load_batch("gaussian", batch_size=b, image_size=32), proxies,
-                                      args.repeats)) for b in args.batches]}
+                                      args.repeats, "nb201")) for b in args.batches]}
     size_rows = {"NB201": []}
     for arch in nb201.sample(args.cells, seed=1):
         model = nb201.build(arch, num_classes=10, seed=0)
         params = sum(p.numel() for p in model.parameters())
         size_rows["NB201"].append((params, costs(model, lswag.load_batch("gaussian", batch_size=32, image_size=32),
-                                                 proxies, args.repeats)))
+                                                 proxies, args.repeats, "nb201")))
     size_rows["NB201"].sort(key=lambda row: row[0])
 
     if not args.no_vit:
@@ -90,13 +92,13 @@ def main() -> None:
         model = vit.build(smallest, num_classes=1000, seed=0)
         batch_rows["AutoFormer-S"] = [
             (b, costs(model, lswag.load_batch("gaussian", batch_size=b, image_size=224, num_classes=1000), proxies,
-                      args.repeats)) for b in args.batches if b <= args.vit_max_batch]
+                      args.repeats, "autoformer-s")) for b in args.batches if b <= args.vit_max_batch]
         size_rows["AutoFormer-S"] = []
         for embed, depth, ratio, heads in zip(grid.embed_dim, grid.depth, grid.mlp_ratio, grid.num_heads):
             config = ViTConfig(embed, (ratio,) * depth, (heads,) * depth)   # smallest, middle, largest
             model = vit.build(config, num_classes=1000, seed=0)
             batch = lswag.load_batch("gaussian", batch_size=args.vit_batch, image_size=224, num_classes=1000)
-            size_rows["AutoFormer-S"].append((vit.params(config), costs(model, batch, proxies, args.repeats)))
+            size_rows["AutoFormer-S"].append((vit.params(config), costs(model, batch, proxies, args.repeats, "autoformer-s")))
 
     for space, rows in batch_rows.items():
         sweep(f"{space}: time against batch size", rows, "batch", proxies)

@@ -254,3 +254,23 @@ def test_malformed_inputs(bad, needle):
 def test_bad_build_options(kwargs):
     with pytest.raises(LswagError):
         SPACE.build(RESNET_LIKE, **kwargs)
+
+
+def test_nb201_networks_are_scored_channels_last_on_cpu(monkeypatch):
+    """The harness scores NB201 in the layout measured faster on CPU; a caller's choice wins."""
+    from lswag import probe
+    from lswag.data import load_batch
+    from lswag.scoring import score_architecture
+
+    layouts = []
+    record = probe.record
+    monkeypatch.setattr(probe, "record", lambda *args, **kwargs: layouts.append(kwargs["memory_format"])
+                        or record(*args, **kwargs))
+    batch = load_batch("digits", batch_size=8, image_size=8)
+    tiny = {"C": 4, "N": 1}
+    _, _, results = score_architecture("nb201", 0, proxies="nwot", batch=batch, build=tiny)
+    _, _, again = score_architecture("nb201", 0, proxies="nwot", batch=batch, build=tiny,
+                                     memory_format=torch.contiguous_format)
+    assert layouts == [torch.channels_last, torch.contiguous_format]
+    assert results[0].value == pytest.approx(again[0].value, rel=1e-6)
+    assert SPACE.channels_last_on_cpu and not spaces.get("tnb101_micro").channels_last_on_cpu

@@ -313,6 +313,7 @@ def test_user_model_left_exactly_as_it_was():
     x_before = x.clone()
 
     probe.record(model, batch, NEEDS)
+    probe.record(model, batch, {"draws", "draw_patterns"}, memory_format=torch.channels_last)
     results = lswag.evaluate(model, batch, lswag.proxies.names())
     assert len(results) == len(lswag.proxies.names())
 
@@ -329,6 +330,7 @@ def test_user_model_left_exactly_as_it_was():
     assert {n: p.requires_grad for n, p in model.named_parameters()} == flags_before
     assert all(p.grad is None for p in model.parameters())
     assert all(a is b for a, b in zip(model.parameters(), params_before))
+    assert all(p.is_contiguous() for p in model.parameters())    # the probe's copy ran channels-last, not the model
     assert torch.equal(batch.x, x_before)
 
 
@@ -456,3 +458,26 @@ def test_scoring_with_a_redrawn_init_leaves_the_model_alone():
     redrawn = copy.deepcopy(model)
     initialise(redrawn, "kaiming", seed=3)                               # what init= means: the same as this
     assert {r.name: r.value for r in evaluate(redrawn, batch, ["synflow", "params", "zico"])} == kaiming
+
+
+def test_channels_last_changes_only_the_order_of_the_sums():
+    """The channels-last layout (lswag's on CPU for NB201, NB101 and DARTS) runs the same network:
+    the same sites, the same patterns and NWOT kernel, gradients equal to float32 rounding."""
+    torch.manual_seed(7)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                        nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+    batch = make_batch(randn(16, 3, 6, 6, seed=7))
+    needs = {"patterns", "kernel", "layer_outputs", "gradient", "draws", "draw_patterns"}
+    default = probe.record(net, batch, needs)
+    last = probe.record(net, batch, needs, memory_format=torch.channels_last)
+    assert last.batch.x.is_contiguous(memory_format=torch.channels_last) and net[0].weight.is_contiguous()
+    assert [(s.name, s.units, s.patterns) for s in last.sites] == [(s.name, s.units, s.patterns) for s in default.sites]
+    assert [s.patterns for s in last.draw_sites] == [s.patterns for s in default.draw_sites]
+    assert np.array_equal(last.kernel, default.kernel)
+    for mine, theirs in zip(last.layers, default.layers):
+        assert mine.output_patterns == theirs.output_patterns, mine.name
+        scale = theirs.gradient.abs().max()
+        assert torch.allclose(mine.gradient, theirs.gradient, rtol=1e-4, atol=1e-5 * scale), mine.name
+        assert torch.allclose(mine.gradient_draws, theirs.gradient_draws, rtol=1e-4,
+                              atol=1e-5 * theirs.gradient_draws.abs().max()), mine.name

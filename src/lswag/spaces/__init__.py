@@ -39,6 +39,9 @@ class SearchSpace(abc.ABC):
     proxy_defaults: dict[str, dict[str, Any]] = {}
     #: the task loss the benchmark trained with (a name of :data:`lswag.losses.LOSSES`)
     loss: str = "cross_entropy"
+    #: score on CPU in the channels-last memory format, where it was measured faster for this
+    #: space's networks (docs/performance.md); values agree with the default format to rounding
+    channels_last_on_cpu: bool = False
 
     @abc.abstractmethod
     def parse(self, text: str) -> Hashable:

@@ -234,6 +234,7 @@ SUPERNET_EDGES = tuple((node, source) for node in range(2, 2 + NODES) for source
 
 class DartsSpace(SearchSpace):
     input_shape = (3, 32, 32)
+    channels_last_on_cpu = True
     num_classes = 10
 
     def __init__(self, name: str, ops: tuple[str, ...], C: int, layers: int, description: str):

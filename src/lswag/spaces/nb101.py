@@ -208,6 +208,7 @@ class NB101Space(SearchSpace):
     description = ("NAS-Bench-101: cells of <= 7 vertices and <= 9 edges, ops conv3x3/conv1x1/maxpool3x3, "
                    "423,624 distinct cells; 128-channel stem, 3 stacks x 3 cells, CIFAR-10")
     input_shape = (3, 32, 32)
+    channels_last_on_cpu = True
     num_classes = 10
 
     def parse(self, text: Any) -> Spec:

@@ -302,6 +302,7 @@ class NB201Space(SearchSpace):
     description = ("NAS-Bench-201 / NATS-Bench topology space: 5 ops on the 6 edges of a cell, "
                    "15,625 archs, xautodl TinyNetwork (C=16, N=5) on CIFAR-10")
     input_shape = (3, 32, 32)
+    channels_last_on_cpu = True
     num_classes = 10
     # Measured on 400 cells x CIFAR-10/100/ImageNet16-120 (docs/reproduction.md): the best window
     # spanning at least 3 depth percentiles; all layers give rho 0.78/0.78/0.76, this 0.80/0.80/0.77.
