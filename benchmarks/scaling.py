@@ -1,7 +1,8 @@
 """How a proxy's cost grows with the batch and with the network (issue 8, scaling curve).
 
 Times, in one run on this machine, one plain forward+backward (the floor) and each of
-``--proxies`` (each alone, ``lswag.evaluate``, medians of ``--repeats``):
+``--proxies`` (each alone, ``lswag.evaluate``, medians of ``--repeats``), in the memory format
+lswag scores each space in on CPU (channels-last for NB201):
 
 * against the batch size (``--batches``, 16 32 64 128 by default) on NB201 cell #13714 at 32×32
   and on the smallest AutoFormer-Small subnet at 224² (batches of at most ``--vit-max-batch``);

@@ -126,6 +126,15 @@ def test_bench_scores_resumes_and_keys_settings(tmp_path):
     assert len(table(store)) == 40                                # a changed setting is a new result
 
 
+def test_store_key_names_the_channels_last_layout_where_the_space_uses_it(tmp_path):
+    truth = truth_file(tmp_path)
+    nb201 = config(truth).settings()["zico"]
+    assert nb201["memory_format"] == "channels_last"     # NB201 scores channels-last on CPU: its values differ
+    tnb = config(truth, space="tnb101_micro").settings()["zico"]
+    assert "memory_format" not in tnb                     # the default layout keeps the keys of earlier stores
+    assert {k: v for k, v in nb201.items() if k != "memory_format"} == tnb
+
+
 def test_workers_give_the_same_results(tmp_path):
     truth = truth_file(tmp_path)
     run_bench(config(truth), tmp_path / "one.sqlite", progress=False)

@@ -54,3 +54,15 @@ def test_memory_script_reports_a_peak_per_case():
     row = next(line for line in run.stdout.splitlines() if line.startswith("nb201:l_swag")).split()
     batch, before, peak = int(row[1]), float(row[2]), float(row[4])
     assert batch == 3 and 0 < before <= peak and "1 scored" in " ".join(row)
+
+
+@pytest.mark.slow
+def test_memory_format_script_times_both_layouts_and_compares_values():
+    run = subprocess.run([sys.executable, str(BENCHMARKS / "memory_format.py"), "--space", "nb201", "--n", "3",
+                          "--batch-size", "8", "--proxies", "nwot,grad_norm", "--data", "digits"],
+                         capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    timings = [line.split() for line in run.stdout.splitlines() if "s per architecture" in line]
+    assert len(timings) == 3 and all(float(row[row.index("s") - 1]) > 0 for row in timings)
+    nwot = next(line.split() for line in run.stdout.splitlines() if line.startswith("nwot") and "channels-last" in line)
+    assert float(nwot[3]) < 1e-5                         # largest relative difference: patterns do not move
