@@ -14,7 +14,7 @@ import torch
 from scipy.stats import spearmanr
 
 import lswag
-from lswag.bench import BenchConfig, run_bench, sample_archs
+from lswag.bench import BenchConfig, Scoring, run_bench, sample_archs
 from lswag.errors import LswagError
 from lswag.proxies import Failure
 from lswag.store import Store
@@ -126,11 +126,10 @@ def test_bench_scores_resumes_and_keys_settings(tmp_path):
     assert len(table(store)) == 40                                # a changed setting is a new result
 
 
-def test_store_key_names_the_channels_last_layout_where_the_space_uses_it(tmp_path):
-    truth = truth_file(tmp_path)
-    nb201 = config(truth).settings()["zico"]
+def test_store_key_names_the_channels_last_layout_where_the_space_uses_it():
+    nb201 = Scoring("nb201", ("zico",), image_size=32).settings()["zico"]
     assert nb201["memory_format"] == "channels_last"     # NB201 scores channels-last on CPU: its values differ
-    tnb = config(truth, space="tnb101_micro").settings()["zico"]
+    tnb = Scoring("tnb101_micro", ("zico",), image_size=32).settings()["zico"]
     assert "memory_format" not in tnb                     # the default layout keeps the keys of earlier stores
     assert {k: v for k, v in nb201.items() if k != "memory_format"} == tnb
 

@@ -221,7 +221,7 @@ class Scoring:
             common["build"] = self.build
         if self.device != "cpu":   # float results differ in their last bits on a GPU
             common["device"] = self.device
-        if resolve_device(self.device).type == "cpu" and spaces.get(self.space).channels_last_on_cpu:
+        if spaces.get(self.space).memory_format(resolve_device(self.device)) == torch.channels_last:
             common["memory_format"] = "channels_last"   # values differ by rounding from the default layout's
         return {name: {**common, "options": self.resolved_options.get(name, {})} for name in self.names}
 

@@ -193,6 +193,5 @@ def score_network(search_space: SearchSpace, make: Callable[[int], nn.Module], b
     target = resolve_device(device)
     model = make(batch.num_classes).to(target)
     kwargs.setdefault("loss_fn", search_space.task_loss(**build))
-    if target.type == "cpu" and search_space.channels_last_on_cpu:
-        kwargs.setdefault("memory_format", torch.channels_last)
+    kwargs.setdefault("memory_format", search_space.memory_format(target))
     return evaluate(model, batch, names, options=options, init_seed=seed, **kwargs)

@@ -43,6 +43,10 @@ class SearchSpace(abc.ABC):
     #: space's networks (docs/performance.md); values agree with the default format to rounding
     channels_last_on_cpu: bool = False
 
+    def memory_format(self, device: torch.device) -> torch.memory_format:
+        """The layout the space's networks are scored in on ``device``."""
+        return torch.channels_last if device.type == "cpu" and self.channels_last_on_cpu else torch.contiguous_format
+
     @abc.abstractmethod
     def parse(self, text: str) -> Hashable:
         """Parse an architecture's text form; raise :class:`lswag.errors.LswagError` when malformed."""
