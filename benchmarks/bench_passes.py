@@ -75,13 +75,13 @@ def median_seconds(function, repeats: int) -> float:
 
 
 def layout_of(space_name: str) -> torch.memory_format:
-    """The memory format lswag scores the space's networks in on CPU (``SearchSpace.channels_last_on_cpu``)."""
-    return torch.channels_last if lswag.spaces.get(space_name).channels_last_on_cpu else torch.contiguous_format
+    """The memory format lswag scores the space's networks in on CPU, where these scripts run."""
+    return lswag.spaces.get(space_name).memory_format(torch.device("cpu"))
 
 
-def in_layout(model: nn.Module, batch: Batch, layout: torch.memory_format) -> tuple[nn.Module, Batch]:
-    """``model`` (converted in place) and a copy of ``batch`` in ``layout``, so the floor runs as the probe does."""
-    return model.to(memory_format=layout), dataclasses.replace(batch, x=batch.x.contiguous(memory_format=layout))
+def batch_in_layout(batch: Batch, layout: torch.memory_format) -> Batch:
+    """A copy of ``batch`` whose images are in ``layout``, so that the floor runs as the probe does."""
+    return dataclasses.replace(batch, x=batch.x.contiguous(memory_format=layout))
 
 
 def floor(model: nn.Module, batch: Batch) -> None:
@@ -93,7 +93,7 @@ def floor(model: nn.Module, batch: Batch) -> None:
 def measure(label: str, model: nn.Module, batch: Batch, repeats: int,
             layout: torch.memory_format = torch.contiguous_format) -> None:
     names = proxies.names()
-    model, batch = in_layout(model, batch, layout)
+    model, batch = model.to(memory_format=layout), batch_in_layout(batch, layout)
     evaluate(model, batch, names, memory_format=layout)       # warm-up: allocator, FLOP counter start-up
     base = median_seconds(lambda: floor(model, batch), repeats)
     alone = {name: median_seconds(lambda: evaluate(model, batch, [name], memory_format=layout), repeats)

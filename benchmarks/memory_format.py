@@ -1,7 +1,7 @@
 """Channels-last against the default memory format on CPU: what it saves and how far values move.
 
 ``lswag`` scores a space's networks in the channels-last layout on CPU when the space says so
-(``SearchSpace.channels_last_on_cpu``: NB201, NB101, DARTS/NB301, where this script measured it
+(``SearchSpace.memory_format``: NB201, NB101, DARTS/NB301, where this script measured it
 faster). For ``--n`` seeded architectures of ``--space`` this script scores ``--proxies`` three
 ways in one process: the default layout with torch's threads, channels-last with the same
 threads, and the default layout with one thread (a different summation order and no layout
@@ -49,9 +49,9 @@ def score_all(space: str, archs: list, proxies: str, batch, memory_format, threa
     return (time.perf_counter() - start) / len(archs), values
 
 
-def relative_differences(mine: list, reference: list) -> np.ndarray:
-    pairs = [(a, b) for a, b in zip(mine, reference) if a is not None and b is not None]
-    return np.array([abs(a - b) / max(abs(a), abs(b), 1e-300) for a, b in pairs])
+def scored_pairs(mine: list, reference: list) -> list[tuple[float, float]]:
+    """The (mine, reference) values of the architectures both ways scored."""
+    return [(a, b) for a, b in zip(mine, reference) if a is not None and b is not None]
 
 
 def main() -> None:
@@ -83,8 +83,8 @@ def main() -> None:
     print("\n" + header + ("  Spearman with truth" if args.truth else ""))
     for proxy in reference:
         for label, _, values in runs:
-            differences = relative_differences(values[proxy], reference[proxy])
-            paired = [(a, b) for a, b in zip(values[proxy], reference[proxy]) if a is not None and b is not None]
+            paired = scored_pairs(values[proxy], reference[proxy])
+            differences = np.array([abs(a - b) / max(abs(a), abs(b), 1e-300) for a, b in paired])
             agreement = spearmanr(*zip(*paired))[0] if len(paired) > 2 else float("nan")
             line = (f"{proxy:<12} {label:<18} {np.median(differences):17.2e} {differences.max():9.2e} "
                     f"{agreement:20.4f}")

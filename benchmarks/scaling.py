@@ -26,7 +26,7 @@ import lswag
 from lswag.scoring import evaluate
 from lswag.spaces.autoformer import ViTConfig
 
-from bench_passes import floor, in_layout, layout_of, median_seconds   # this folder: run as a script
+from bench_passes import batch_in_layout, floor, layout_of, median_seconds   # this folder: run as a script
 
 NB201_CELL = "13714"
 
@@ -34,7 +34,7 @@ NB201_CELL = "13714"
 def costs(model, batch, proxies, repeats, space: str) -> dict[str, float]:
     """Seconds of the floor and of each proxy alone on ``batch``, in the layout lswag scores ``space`` in."""
     layout = layout_of(space)
-    model, batch = in_layout(model, batch, layout)
+    model, batch = model.to(memory_format=layout), batch_in_layout(batch, layout)
     runs = {"floor": lambda: floor(model, batch)}
     runs.update({name: (lambda name=name: evaluate(model, batch, [name], memory_format=layout)) for name in proxies})
     for run in runs.values():
@@ -99,7 +99,8 @@ def main() -> None:
             config = ViTConfig(embed, (ratio,) * depth, (heads,) * depth)   # smallest, middle, largest
             model = vit.build(config, num_classes=1000, seed=0)
             batch = lswag.load_batch("gaussian", batch_size=args.vit_batch, image_size=224, num_classes=1000)
-            size_rows["AutoFormer-S"].append((vit.params(config), costs(model, batch, proxies, args.repeats, "autoformer-s")))
+            size_rows["AutoFormer-S"].append(
+                (vit.params(config), costs(model, batch, proxies, args.repeats, "autoformer-s")))
 
     for space, rows in batch_rows.items():
         sweep(f"{space}: time against batch size", rows, "batch", proxies)

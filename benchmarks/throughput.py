@@ -8,8 +8,8 @@ the full zoo in under 1 hour). It also prints how far each configuration's value
 cores/N torch threads, and a different thread count sums in a different order, so values may
 differ in the last bits (the largest relative difference is printed; failures must match).
 The last row is the bare cost of the same cells in this process: build each network and run one
-plain forward+backward on the batch (bench_passes' floor, in the layout lswag scores the space in), no proxy: what any proxy needing a
-gradient costs at least.
+plain forward+backward on the batch (bench_passes' floor, in the layout lswag scores the space
+in), no proxy: what any proxy needing a gradient costs at least.
 
     python benchmarks/throughput.py --n 200 --workers 1 2 --ray
     python benchmarks/throughput.py --n 50 --proxies all --workers 2      # the full zoo
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import lswag
-from bench_passes import floor, in_layout, layout_of
+from bench_passes import batch_in_layout, floor, layout_of
 from lswag.bench import BenchConfig, run_bench
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -52,10 +52,12 @@ def timed_floors(config: BenchConfig, archs: list[str]) -> float:
     space = lswag.spaces.get(config.space)
     batch = lswag.load_batch(config.data, batch_size=config.batch_size, seed=config.seed,
                              image_size=space.input_shape[1:])
+    layout = layout_of(config.space)
+    batch = batch_in_layout(batch, layout)
     start = time.perf_counter()
     for arch in archs:
         model = space.build(space.parse(arch), num_classes=batch.num_classes, seed=config.seed)
-        floor(*in_layout(model, batch, layout_of(config.space)))
+        floor(model.to(memory_format=layout), batch)
     return time.perf_counter() - start
 
 
