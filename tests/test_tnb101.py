@@ -156,9 +156,22 @@ def test_dense_targets():
     assert room.shape == (4, 9) and not torch.equal(room, MICRO.prepare(batch, seed=2, task="room_layout").y)
 
 
+def test_a_dense_task_needs_an_input_its_deepest_encoder_divides():
+    # 4 halving modules after the stem's /4: 64-3334-basic's decoder output is 64x64 only from a multiple of 64
+    assert (MICRO.dense_input_multiple, MACRO.dense_input_multiple) == (32, 64)
+    network = MACRO.build("64-3334-basic", task="normal").eval()
+    with torch.no_grad():
+        assert network(torch.zeros(1, 3, 64, 64)).shape == (1, 3, 64, 64)
+        assert network(torch.zeros(1, 3, 96, 96)).shape != (1, 3, 96, 96)
+    with pytest.raises(LswagError, match=r"tnb101_macro normal needs an input side that is a multiple of 64.*got 96x96"):
+        MACRO.prepare(image_batch(size=96), task="normal")
+    assert MICRO.prepare(image_batch(size=96), task="normal").y.shape == (4, 3, 96, 96)
+    assert MACRO.prepare(image_batch(size=48), task="class_scene").num_classes == 63   # pooled heads take any size
+
+
 @pytest.mark.parametrize("task", ["jigsaw", "segmentsemantic", "normal"])
 def test_a_task_network_is_scored_on_its_own_batch_and_loss(task):
-    batch = image_batch(size=32)
+    batch = image_batch(size=64)     # a macro encoder's stride is up to 64
     _, _, results = lswag.scoring.score_architecture("tnb101_macro", "64-1234-basic", proxies="l_swag,params",
                                                      batch=batch, build={"task": task})
     assert not any(r.failed for r in results)
@@ -166,3 +179,20 @@ def test_a_task_network_is_scored_on_its_own_batch_and_loss(task):
     with pytest.raises(LswagError, match="unknown build option 'tsk'.*valid: task, discriminator, bn_compat"):
         lswag.scoring.score_architecture("tnb101_macro", "64-1234-basic", proxies="params", batch=batch,
                                          build={"tsk": task})
+
+
+def test_the_layer_analysis_probes_a_task_network_as_bench_scores_it(tmp_path):
+    from lswag.bench import BenchConfig, run_bench
+    from lswag.layers import analyse_layers
+
+    truth = tmp_path / "truth.csv"
+    cells = [MICRO.format(c) for c in MICRO.sample(6, seed=1)]
+    with open(truth, "w", newline="") as f:
+        csv.writer(f).writerows([["arch_str", "normal"]] + [[cell, 50.0 + i * (-1) ** i] for i, cell in enumerate(cells)])
+    common = dict(n=6, seed=0, batch_size=4, image_size=32, metric="normal", build={"task": "normal"})
+    analysis = analyse_layers("tnb101_micro", truth=str(truth), progress=False, **common)
+    reports = run_bench(BenchConfig(space="tnb101_micro", truth=str(truth), proxies=("l_swag",),
+                                    options={"l_swag": {"window": (1, 10)}}, **common),
+                        tmp_path / "s.sqlite", progress=False)
+    assert analysis.rho_window[(1, 10)] == pytest.approx(reports[0].correlation.spearman, abs=1e-12)
+    assert reports[0].correlation.failures == 0

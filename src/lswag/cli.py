@@ -136,8 +136,8 @@ def _cmd_layers(args) -> None:
         raise LswagError("--truth and --metric go together: give both or neither")
     analysis = analyse_layers(args.space, n=args.n, seed=args.seed, data=args.data, batch_size=args.batch_size,
                               image_size=args.image_size, truth=args.truth, metric=args.metric,
-                              dataset=args.dataset, arch_column=args.arch_column, gradient_draws=args.draws,
-                              device=args.device)
+                              dataset=args.dataset, arch_column=args.arch_column, duplicates=args.duplicates,
+                              build=parse_build_options(args.build), gradient_draws=args.draws, device=args.device)
     print(f"{args.space}: {analysis.n} architectures, data {args.data}, batch {args.batch_size}, seed {args.seed}")
     print("percentile  mean Ψ   std Ψ" + ("   rho(Σ Ψ)  rho(l_swag [p,p])" if analysis.rho_window else ""))
     for p in range(1, len(analysis.mean_psi) + 1):
@@ -340,6 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     layers.add_argument("--metric", help="the truth column used as accuracy")
     layers.add_argument("--dataset", help="dataset to select in truth files that hold several")
     layers.add_argument("--arch-column", default="arch_str", help="the truth column with the architecture")
+    layers.add_argument("--duplicates", choices=DUPLICATES, default="error",
+                        help="truth rows of the same architecture (e.g. NB101 seeds): an error, or their mean")
+    layers.add_argument("--build", action="append", default=[], metavar="KEY=VALUE", help=build_help)
     layers.add_argument("--data", default="digits", help=data_help)
     layers.add_argument("--batch-size", type=int, default=64)
     layers.add_argument("--image-size", type=int, help="input resolution (default: the space's)")

@@ -13,6 +13,8 @@ the highest mean Ψ whose mean Ψ is above the median percentile's.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -26,7 +28,7 @@ from lswag.plots import plt, save_figure
 from lswag.probe import PERC_BINS
 from lswag.proxies import ProxyFailure
 from lswag.proxies.lswag import psi_by_percentile
-from lswag.scoring import resolve_device
+from lswag.scoring import space_network
 from lswag.stats import correlate
 
 MIN_WIDTH = 3
@@ -46,13 +48,18 @@ class LayerAnalysis:
 
 def analyse_layers(space: str, *, n: int = 1000, seed: int = 0, data: str = "digits", batch_size: int = 64,
                    image_size: int | None = None, truth: str | None = None, metric: str | None = None,
-                   dataset: str | None = None, arch_column: str = "arch_str", gradient_draws: int = 2,
-                   device: str = "cpu", progress: bool = True) -> LayerAnalysis:
-    """Analyse ``n`` architectures of ``space`` (from the ground truth's when ``truth`` is given)."""
+                   dataset: str | None = None, arch_column: str = "arch_str", duplicates: str = "error",
+                   build: dict[str, Any] | None = None, gradient_draws: int = 2, device: str = "cpu",
+                   progress: bool = True) -> LayerAnalysis:
+    """Analyse ``n`` architectures of ``space`` (from the ground truth's when ``truth`` is given),
+    each probed as ``lswag bench`` scores it: the space's task inputs, loss and layout for the
+    build options ``build`` (e.g. TransNAS-Bench-101's ``task``)."""
     search_space = spaces.get(space)
+    build = search_space.check_build_options(build or {})
     table = None
     if truth is not None:
-        table = load_truth(truth, space=space, metric=metric, arch_column=arch_column, dataset=dataset)
+        table = load_truth(truth, space=space, metric=metric, arch_column=arch_column, dataset=dataset,
+                           duplicates=duplicates)
         archs = sample_archs(table.archs(), search_space, n, seed)
     else:
         archs = search_space.sample(n, seed=seed)
@@ -60,8 +67,9 @@ def analyse_layers(space: str, *, n: int = 1000, seed: int = 0, data: str = "dig
     needs = registry.get("l_swag").needs
     profiles, gradient_terms, window_scores = [], [], []
     for arch in tqdm(archs, desc=f"{space} layers", unit="arch", disable=not progress):
-        model = search_space.build(arch, num_classes=batch.num_classes, seed=seed).to(resolve_device(device))
-        record = probe.record(model, batch, needs, gradient_draws=gradient_draws)
+        make = partial(search_space.build, arch, seed=seed, **build)   # make(num_classes)
+        model, inputs, settings = space_network(search_space, make, batch, seed=seed, build=build, device=device)
+        record = probe.record(model, inputs, needs, gradient_draws=gradient_draws, **settings)
         try:
             by_bin = psi_by_percentile(record)
         except ProxyFailure:

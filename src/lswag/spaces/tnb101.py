@@ -77,6 +77,8 @@ TASKS = {t.name: t for t in (
     Task("normal", (3, 256, 256), 3, "l1"),
 )}
 
+DENSE_TASKS = ("segmentsemantic", "autoencoder", "normal")   # decoder heads: outputs of the input's size
+
 
 # -- encoder ------------------------------------------------------------------------------------
 class ReLUConvBN(nn.Sequential):
@@ -473,8 +475,22 @@ class TNB101Space(SearchSpace):
     def task_loss(self, task: str = "class_scene", **_build_options: Any) -> str:
         return self.task(task).loss
 
+    @property
+    def dense_input_multiple(self) -> int:
+        """What the input side of a dense task (segmentation, autoencoder, normal) must be a multiple
+        of: the largest stride of the space's encoders (stem 4, then 2 per halving module), which
+        the decoder upsamples back by."""
+        halvings = max(sum(d in "34" for d in skeleton) for skeleton in self._macros or (MICRO_SKELETON,))
+        return 4 * 2 ** halvings
+
     def prepare(self, batch: Batch, seed: int = 0, task: str = "class_scene", **_build_options: Any) -> Batch:
         """``batch``'s images as ``task``'s inputs and targets (:func:`task_batch`)."""
+        side = self.dense_input_multiple
+        if task in DENSE_TASKS and any(size % side for size in batch.x.shape[-2:]):
+            raise LswagError(f"{self.name} {task} needs an input side that is a multiple of {side} (its deepest "
+                             f"encoder's stride, which the decoder upsamples back), got "
+                             f"{'x'.join(map(str, batch.x.shape[-2:]))}; e.g. --image-size {2 * side} or the "
+                             "benchmark's 256")
         return task_batch(batch, self.task(task), seed)
 
     def build(self, arch: Any, num_classes: int | None = None, seed: int | None = None, task: str = "class_scene",
