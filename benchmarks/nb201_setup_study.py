@@ -33,7 +33,7 @@ from lswag import proxies as registry
 from lswag.bench import sample_archs
 from lswag.benchmarks import load_truth
 from lswag.proxies import Failure
-from nb201_lswag_options import append_row, open_rows
+from lswag_options import append_row, open_rows
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 TRUTH = SHARED / "benchmarks/nasbench201/nb201_groundtruth.csv"

@@ -66,3 +66,37 @@ def test_memory_format_script_times_both_layouts_and_compares_values():
     assert len(timings) == 3 and all(float(row[row.index("s") - 1]) > 0 for row in timings)
     nwot = next(line.split() for line in run.stdout.splitlines() if line.startswith("nwot") and "channels-last" in line)
     assert float(nwot[3]) < 1e-5                         # largest relative difference: patterns do not move
+
+
+def test_lswag_options_script_scores_a_task_network_as_the_library_does(tmp_path):
+    import csv
+
+    import lswag
+    from lswag.data import load_batch
+    from lswag.scoring import score_architecture
+
+    micro = lswag.spaces.get("tnb101_micro")
+    archs = [micro.format(a) for a in micro.sample(4, seed=2)]
+    truth = tmp_path / "truth.csv"
+    with open(truth, "w", newline="") as f:
+        csv.writer(f).writerows([["arch_str", "normal"]] + [[a, 40.0 + 3 * i % 5] for i, a in enumerate(archs)])
+    out = tmp_path / "options.csv"
+    run = subprocess.run([sys.executable, str(BENCHMARKS / "lswag_options.py"), "--space", "tnb101_micro",
+                          "--truth", str(truth), "--metric", "normal", "--build", "task=normal", "--n", "4",
+                          "--data", "digits", "--image-size", "32", "--batch-size", "4", "--baselines", "zico",
+                          "--out", str(out)], capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "l_swag tnb101_micro window [1,10] feeding  sum  draws" in run.stdout
+    with open(out) as f:
+        rows = {row["arch"]: row for row in csv.DictReader(f)}
+    assert sorted(rows) == sorted(archs)
+    batch = load_batch("digits", batch_size=4, seed=0, image_size=32)
+    _, _, results = score_architecture("tnb101_micro", archs[0], proxies="l_swag,zico", batch=batch,
+                                       build={"task": "normal"})
+    assert float(rows[archs[0]]["l_swag[1-10,feeding,sum,draws]"]) == pytest.approx(results[0].value, rel=1e-9)
+    assert float(rows[archs[0]]["zico"]) == pytest.approx(results[1].value, rel=1e-9)
+    chosen = subprocess.run([sys.executable, str(BENCHMARKS / "choose_window.py"), str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert chosen.returncode == 0, chosen.stderr[-2000:]
+    assert "fold 1: picked" in chosen.stdout

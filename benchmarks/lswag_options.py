@@ -1,15 +1,21 @@
-"""Measure L-SWAG's open choices (window, pairing, product, pattern pass) and other proxies on real NB201 truth.
+"""Measure L-SWAG's open choices (window, pairing, product, pattern pass) and other proxies on real ground truth.
 
-One probe per cell records everything; every proxy and every L-SWAG variant (all 55 windows
+One probe per architecture (of any space; NB201 by default) records everything; every proxy and every L-SWAG variant (all 55 windows
 [p1, p2] x 3 pairings x 2 products x 2 pattern passes) is computed from that one record, so the variants are
 compared on identical passes. The cells are those ``lswag bench`` draws with the same ``--n`` and
-``--seed`` (:func:`lswag.bench.sample_archs` over the ground truth), so the default variant's
-column reproduces the bench's l_swag score cell for cell. Rows are appended to ``--out`` as they are computed and a rerun
+``--seed`` (:func:`lswag.bench.sample_archs` over the ground truth), each probed as the bench
+probes it (:func:`lswag.scoring.space_network`: the space's task inputs, loss and layout), so the
+default variant's column reproduces the bench's l_swag score cell for cell. Rows are appended to ``--out`` as they are computed and a rerun
 skips cells already there. At the end it prints the Spearman rho of each proxy and of the
-L-SWAG variants against ``--metric``.
+L-SWAG variants against ``--metric`` over the ``--n`` sampled architectures only: the CSV may hold
+a larger run's, and where the sample of n is a prefix of the larger sample (NB101's 100 of its
+300; not always so, random.sample changes method with the sizes) a smaller ``--n`` reports on it
+without scoring anything.
 
-    python benchmarks/nb201_lswag_options.py --n 300 --data npz:../shared/images/cifar10_sample.npz \
+    python benchmarks/lswag_options.py --n 300 --data npz:../shared/images/cifar10_sample.npz \
         --metric cifar10_test_acc_200ep --out runs/nb201_c10.csv
+    python benchmarks/lswag_options.py --space nb101 --truth ../shared/benchmarks/nasbench101/nb101_suite0_partial_11proxies.csv \
+        --arch-column naslib_encoding --dataset cifar10 --duplicates mean --metric val_accuracy --n 301 --out runs/nb101.csv
 
 ``--baselines none`` leaves the other proxies out (only L-SWAG's passes run).
 """
@@ -21,6 +27,7 @@ import itertools
 import math
 import os
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -30,11 +37,12 @@ from tqdm import tqdm
 import lswag
 from lswag import probe
 from lswag.bench import sample_archs
-from lswag.benchmarks import load_truth
+from lswag.benchmarks import DUPLICATES, load_truth
 from lswag.layers import WINDOWS
 from lswag import proxies as registry
 from lswag.proxies import Failure
 from lswag.proxies.lswag import PAIRINGS, PATTERN_PASSES, PRODUCTS
+from lswag.scoring import parse_build_options, space_network
 
 TRUTH = Path(__file__).resolve().parents[1].parent / "shared/benchmarks/nasbench201/nb201_groundtruth.csv"
 BASELINES = ["zico", "swap", "nwot", "synflow", "grad_norm", "snip", "params", "flops"]
@@ -68,12 +76,18 @@ def variant_name(window, pairing, product, patterns):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--space", default="nb201", help=f"search space ({', '.join(lswag.spaces.names())})")
     parser.add_argument("--truth", type=Path, default=TRUTH)
     parser.add_argument("--metric", default="cifar10_test_acc_200ep")
+    parser.add_argument("--arch-column", default="arch_str")
+    parser.add_argument("--dataset", help="dataset to select in truth files that hold several")
+    parser.add_argument("--duplicates", choices=DUPLICATES, default="error")
+    parser.add_argument("--build", action="append", default=[], metavar="KEY=VALUE",
+                        help="a build option of the space, e.g. task=normal (repeatable)")
     parser.add_argument("--n", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", default=f"npz:{TRUTH.parents[2] / 'images/cifar10_sample.npz'}")
-    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--image-size", type=int, help="input resolution (default: the space's)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--baselines", default=",".join(BASELINES),
@@ -83,9 +97,12 @@ def main():
     torch.set_num_threads(args.threads)
     baselines = [] if args.baselines == "none" else args.baselines.split(",")
 
-    truth = load_truth(args.truth, space="nb201", metric=args.metric)
-    space = lswag.spaces.get("nb201")
-    batch = lswag.load_batch(args.data, batch_size=args.batch_size, seed=args.seed, image_size=args.image_size)
+    space = lswag.spaces.get(args.space)
+    build = space.check_build_options(parse_build_options(args.build))
+    truth = load_truth(args.truth, space=args.space, metric=args.metric, arch_column=args.arch_column,
+                       dataset=args.dataset, duplicates=args.duplicates)
+    batch = lswag.load_batch(args.data, batch_size=args.batch_size, seed=args.seed,
+                             image_size=args.image_size or space.input_shape[1:])
     columns = ["arch", "truth", "seconds_probe"] + baselines + [variant_name(*v) for v in VARIANTS]
     done = open_rows(args.out, columns)
 
@@ -93,13 +110,15 @@ def main():
     needs = set().union(*(registry.get(n).needs for n in baselines), *(
         l_swag.needs_for({"pairing": pairing, "patterns": patterns})
         for pairing, patterns in itertools.product(PAIRINGS, PATTERN_PASSES)))
-    for arch in tqdm(sample_archs(truth.archs(), space, args.n, args.seed), desc="cells"):
+    archs = sample_archs(truth.archs(), space, args.n, args.seed)
+    for arch in tqdm(archs, desc=f"{args.space} archs"):
         text = space.format(arch)
         if text in done:
             continue
-        model = space.build(arch, num_classes=batch.num_classes, seed=args.seed)
+        make = partial(space.build, arch, seed=args.seed, **build)
+        model, inputs, settings = space_network(space, make, batch, seed=args.seed, build=build)
         start = time.perf_counter()
-        record = probe.record(model, batch, needs)
+        record = probe.record(model, inputs, needs, **settings)
         row = {"arch": text, "truth": truth.value(arch), "seconds_probe": time.perf_counter() - start}
         for name in baselines:
             row[name] = registry.compute(name, record, model)[0]
@@ -107,12 +126,13 @@ def main():
             row[variant_name(window, pairing, product, patterns)] = registry.compute(
                 "l_swag", record, model, window=window, pairing=pairing, product=product, patterns=patterns)[0]
         append_row(args.out, ["" if isinstance(row[c], Failure) else row[c] for c in columns])
-    report(args.out)
+    report(args.out, space, {space.format(arch) for arch in archs})
 
 
-def report(path: Path):
+def report(path: Path, space, archs: set[str]):
+    """The Spearman rho of every column over the rows of ``archs`` (a CSV may hold a larger sample's)."""
     with open(path) as f:
-        rows = list(csv.DictReader(f))
+        rows = [row for row in csv.DictReader(f) if row["arch"] in archs]
     truth = [float(r["truth"]) for r in rows]
 
     def rho(column):
@@ -125,10 +145,10 @@ def report(path: Path):
     for name in baselines:
         value, failures = rho(name)
         print(f"  {name:<10} rho={value:.3f}  failures={failures}")
-    default = tuple(lswag.spaces.get("nb201").proxy_defaults["l_swag"]["window"])
+    default = tuple(space.proxy_defaults.get("l_swag", {}).get("window", (1, 10)))
     for pairing, product, patterns in itertools.product(PAIRINGS, PRODUCTS, PATTERN_PASSES):
         value, failures = rho(variant_name(default, pairing, product, patterns))
-        print(f"  l_swag NB201 window [{default[0]},{default[1]}] {pairing:<8} {product:<4} {patterns:<5} "
+        print(f"  l_swag {space.name} window [{default[0]},{default[1]}] {pairing:<8} {product:<4} {patterns:<5} "
               f"rho={value:.3f} failures={failures}")
     results = []
     for window, pairing, product, patterns in VARIANTS:

@@ -1,10 +1,10 @@
-"""Choose NB201's default L-SWAG window from the CSVs of ``nb201_lswag_options.py``, honestly.
+"""Choose a space's default L-SWAG window from the CSVs of ``lswag_options.py``, honestly.
 
 The window is picked as the one with the highest Spearman rho averaged over the datasets given.
 Because picking the best of 55 windows on the same cells that report it is optimistic, it also
 prints a two-fold check: pick on half of the cells, report rho on the other half.
 
-    python benchmarks/nb201_choose_window.py runs/nb201_c10.csv runs/nb201_c100.csv runs/nb201_in16.csv
+    python benchmarks/choose_window.py runs/nb201_c10.csv runs/nb201_c100.csv runs/nb201_in16.csv
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
-from nb201_lswag_options import WINDOWS, variant_name
+from lswag_options import WINDOWS, variant_name
 
 
 def load(path: Path):
