@@ -115,6 +115,18 @@ def test_the_zoo_scores_a_small_nb101_network():
     assert not zoo_failures(NB101.build(EXAMPLE, stem_channels=8, seed=0), class_labels(10), 10)
 
 
+def test_l_swag_scores_nb101_with_the_measured_log_product():
+    batch = lswag.load_batch("digits", batch_size=8, seed=0, image_size=(32, 32))
+    _, used, results = lswag.scoring.score_architecture("nb101", EXAMPLE, proxies="l_swag", batch=batch,
+                                                        build={"stem_channels": 8})
+    assert used == {"l_swag": {"product": "log"}}
+    model = NB101.build(EXAMPLE, num_classes=10, seed=0, stem_channels=8)
+    by_product = {product: lswag.score(model, batch, ["l_swag"], options={"l_swag": {"product": product}},
+                                       memory_format=torch.channels_last)["l_swag"] for product in ("log", "sum")}
+    assert results[0].value == pytest.approx(by_product["log"], rel=1e-9)
+    assert by_product["sum"] != pytest.approx(by_product["log"], rel=1e-3)
+
+
 @pytest.mark.realdata
 def test_parameter_counts_equal_suite_zero_for_a_sample_of_its_cells():
     path = shared_file("benchmarks/nasbench101/nb101_suite0_partial_11proxies.csv")
