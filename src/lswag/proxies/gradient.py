@@ -21,7 +21,10 @@ def _require(record: Record, attribute: str, what: str = "gradient") -> list[Lay
     if not layers:
         raise ProxyFailure("the network has no Conv or Linear layer")
     for layer in layers:
-        if not all_finite(getattr(layer, attribute)):
+        key = ("finite", attribute)     # memoised: every proxy and variant from one record asks again
+        if key not in layer.derived:
+            layer.derived[key] = all_finite(getattr(layer, attribute))
+        if not layer.derived[key]:
             raise ProxyFailure(f"non-finite {what} in layer {layer.name}")
     return layers
 
