@@ -64,7 +64,9 @@ def analyse_layers(space: str, *, n: int = 1000, seed: int = 0, data: str = "dig
     else:
         archs = search_space.sample(n, seed=seed)
     batch = load_batch(data, batch_size=batch_size, seed=seed, image_size=image_size or search_space.input_shape[1:])
-    needs = registry.get("l_swag").needs
+    # the windows of the space's own L-SWAG (its measured pairing and product, e.g. NB101's log product)
+    options = {k: v for k, v in search_space.proxy_defaults.get("l_swag", {}).items() if k != "window"}
+    needs = registry.get("l_swag").needs_for(options)
     profiles, gradient_terms, window_scores = [], [], []
     for arch in tqdm(archs, desc=f"{space} layers", unit="arch", disable=not progress):
         make = partial(search_space.build, arch, seed=seed, **build)   # make(num_classes)
@@ -76,7 +78,8 @@ def analyse_layers(space: str, *, n: int = 1000, seed: int = 0, data: str = "dig
             by_bin = {}
         profiles.append({b: sum(v) / len(v) for b, v in by_bin.items()})
         gradient_terms.append({b: sum(v) for b, v in by_bin.items()})  # the gradient term of window [b, b]
-        window_scores.append({w: registry.compute("l_swag", record, model, window=w)[0] for w in WINDOWS})
+        window_scores.append({w: registry.compute("l_swag", record, model, window=w, **options)[0]
+                              for w in WINDOWS})
 
     means, stds = [], []
     for p in range(1, PERC_BINS + 1):
