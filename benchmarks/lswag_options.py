@@ -4,7 +4,7 @@ One probe per architecture (of any space; NB201 by default) records everything; 
 [p1, p2] x 3 pairings x 2 products x 2 pattern passes) is computed from that one record, so the variants are
 compared on identical passes. The cells are those ``lswag bench`` draws with the same ``--n`` and
 ``--seed`` (:func:`lswag.bench.sample_archs` over the ground truth), each probed as the bench
-probes it (:func:`lswag.scoring.space_network`: the space's task inputs, loss and layout), so the
+probes it (:func:`lswag.scoring.space_inputs`: the space's task inputs, loss and layout), so the
 default variant's column reproduces the bench's l_swag score cell for cell. Rows are appended to ``--out`` as they are computed and a rerun
 skips cells already there. At the end it prints the Spearman rho of each proxy and of the
 L-SWAG variants against ``--metric`` over the ``--n`` sampled architectures only: the CSV may hold
@@ -27,7 +27,6 @@ import itertools
 import math
 import os
 import time
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -42,7 +41,7 @@ from lswag.layers import WINDOWS
 from lswag import proxies as registry
 from lswag.proxies import Failure
 from lswag.proxies.lswag import PAIRINGS, PATTERN_PASSES, PRODUCTS
-from lswag.scoring import parse_build_options, space_network
+from lswag.scoring import parse_build_options, space_inputs
 
 TRUTH = Path(__file__).resolve().parents[1].parent / "shared/benchmarks/nasbench201/nb201_groundtruth.csv"
 BASELINES = ["zico", "swap", "nwot", "synflow", "grad_norm", "snip", "params", "flops"]
@@ -110,13 +109,13 @@ def main():
     needs = set().union(*(registry.get(n).needs for n in baselines), *(
         l_swag.needs_for({"pairing": pairing, "patterns": patterns})
         for pairing, patterns in itertools.product(PAIRINGS, PATTERN_PASSES)))
+    inputs, settings = space_inputs(space, batch, seed=args.seed, build=build)
     archs = sample_archs(truth.archs(), space, args.n, args.seed)
     for arch in tqdm(archs, desc=f"{args.space} archs"):
         text = space.format(arch)
         if text in done:
             continue
-        make = partial(space.build, arch, seed=args.seed, **build)
-        model, inputs, settings = space_network(space, make, batch, seed=args.seed, build=build)
+        model = space.build(arch, num_classes=inputs.num_classes, seed=args.seed, **build)
         start = time.perf_counter()
         record = probe.record(model, inputs, needs, **settings)
         row = {"arch": text, "truth": truth.value(arch), "seconds_probe": time.perf_counter() - start}

@@ -13,7 +13,6 @@ the highest mean Ψ whose mean Ψ is above the median percentile's.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,7 @@ from lswag.plots import plt, save_figure
 from lswag.probe import PERC_BINS
 from lswag.proxies import ProxyFailure
 from lswag.proxies.lswag import psi_by_percentile
-from lswag.scoring import space_network
+from lswag.scoring import resolve_device, space_inputs
 from lswag.stats import correlate
 
 MIN_WIDTH = 3
@@ -67,10 +66,11 @@ def analyse_layers(space: str, *, n: int = 1000, seed: int = 0, data: str = "dig
     # the windows of the space's own L-SWAG (its measured pairing and product, e.g. NB101's log product)
     options = {k: v for k, v in search_space.proxy_defaults.get("l_swag", {}).items() if k != "window"}
     needs = registry.get("l_swag").needs_for(options)
+    inputs, settings = space_inputs(search_space, batch, seed=seed, build=build, device=device)
+    target = resolve_device(device)
     profiles, gradient_terms, window_scores = [], [], []
     for arch in tqdm(archs, desc=f"{space} layers", unit="arch", disable=not progress):
-        make = partial(search_space.build, arch, seed=seed, **build)   # make(num_classes)
-        model, inputs, settings = space_network(search_space, make, batch, seed=seed, build=build, device=device)
+        model = search_space.build(arch, num_classes=inputs.num_classes, seed=seed, **build).to(target)
         record = probe.record(model, inputs, needs, gradient_draws=gradient_draws, **settings)
         try:
             by_bin = psi_by_percentile(record)

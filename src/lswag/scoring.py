@@ -182,23 +182,24 @@ def score_architecture(space: str, arch, *, proxies: Iterable[str] | str = ("l_s
                                        device=device, **kwargs)
 
 
-def space_network(search_space: SearchSpace, make: Callable[[int], nn.Module], batch: Batch, *, seed: int,
-                  build: dict[str, Any], device: str = "cpu") -> tuple[nn.Module, Batch, dict[str, Any]]:
-    """The network ``make(num_classes)`` of ``search_space`` (built with the checked options
-    ``build``) on ``device``, the space's inputs and targets made from ``batch``, and the probe
-    settings its networks are scored with: the task loss, and the channels-last layout on CPU
-    where that was measured faster for the space (:attr:`SearchSpace.channels_last_on_cpu`)."""
-    batch = search_space.prepare(batch, seed=seed, **build)
-    target = resolve_device(device)
+def space_inputs(search_space: SearchSpace, batch: Batch, *, seed: int, build: dict[str, Any],
+                 device: str = "cpu") -> tuple[Batch, dict[str, Any]]:
+    """The inputs and targets that ``search_space``'s networks (built with the checked options
+    ``build``) are probed on, made from ``batch``, and the probe settings for them on ``device``:
+    the task loss, and the channels-last layout on CPU where that was measured faster for the
+    space (:attr:`SearchSpace.channels_last_on_cpu`). They depend on no architecture: a run
+    makes them once."""
     settings = {"loss_fn": losses.get(search_space.task_loss(**build)),
-                "memory_format": search_space.memory_format(target)}
-    return make(batch.num_classes).to(target), batch, settings
+                "memory_format": search_space.memory_format(resolve_device(device))}
+    return search_space.prepare(batch, seed=seed, **build), settings
 
 
 def score_network(search_space: SearchSpace, make: Callable[[int], nn.Module], batch: Batch, names: list[str], *,
                   options: dict[str, dict[str, Any]], seed: int, build: dict[str, Any], device: str = "cpu",
                   **kwargs) -> list[ProxyResult]:
-    """Score the network ``make(num_classes)`` of ``search_space`` as :func:`space_network` sets
-    it up; ``kwargs`` (e.g. a ``loss_fn`` of the caller's) go to :func:`evaluate` and win."""
-    model, batch, settings = space_network(search_space, make, batch, seed=seed, build=build, device=device)
+    """Score the network ``make(num_classes)`` of ``search_space`` on ``device``, on the inputs and
+    settings of :func:`space_inputs`; ``kwargs`` (e.g. a ``loss_fn`` of the caller's) go to
+    :func:`evaluate` and win."""
+    batch, settings = space_inputs(search_space, batch, seed=seed, build=build, device=device)
+    model = make(batch.num_classes).to(resolve_device(device))
     return evaluate(model, batch, names, options=options, init_seed=seed, **{**settings, **kwargs})

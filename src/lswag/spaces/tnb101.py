@@ -372,6 +372,11 @@ class TNB101Space(SearchSpace):
             "TransNAS-Bench-101 macro: ResNet-block skeletons of 4-6 modules (keep/double channels, "
             "keep/halve resolution), 3,256 networks, 7 tasks")
         self._macros = _macro_skeletons() if kind == "macro" else None
+        # what a dense task's input side (segmentation, autoencoder, normal) must be a multiple of: the
+        # largest stride of the space's encoders (stem 4, then 2 per halving module), which the decoder
+        # upsamples back by
+        halvings = max(sum(d in "34" for d in skeleton) for skeleton in self._macros or (MICRO_SKELETON,))
+        self.dense_input_multiple = 4 * 2 ** halvings
 
     def parse(self, text: Any) -> str:
         """The canonical arch string (``64-41414-a_bc_def`` or ``64-<digits>-basic``) from one, or from
@@ -474,14 +479,6 @@ class TNB101Space(SearchSpace):
 
     def task_loss(self, task: str = "class_scene", **_build_options: Any) -> str:
         return self.task(task).loss
-
-    @property
-    def dense_input_multiple(self) -> int:
-        """What the input side of a dense task (segmentation, autoencoder, normal) must be a multiple
-        of: the largest stride of the space's encoders (stem 4, then 2 per halving module), which
-        the decoder upsamples back by."""
-        halvings = max(sum(d in "34" for d in skeleton) for skeleton in self._macros or (MICRO_SKELETON,))
-        return 4 * 2 ** halvings
 
     def prepare(self, batch: Batch, seed: int = 0, task: str = "class_scene", **_build_options: Any) -> Batch:
         """``batch``'s images as ``task``'s inputs and targets (:func:`task_batch`)."""
