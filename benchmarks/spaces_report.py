@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 from pathlib import Path
 
 from lswag import spaces
 from lswag.bench import sample_archs
 from lswag.benchmarks import load_truth
+from lswag.libra import read_scores
 from lswag.stats import correlate
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
@@ -52,16 +54,12 @@ def same_arch_suite_zero(truth, space, n: int) -> dict[str, float]:
 def suite_zero_tnb(kind: str) -> dict[str, dict[str, float]]:
     """task -> proxy -> Suite-Zero's ρ on its own sample of that task."""
     path = SHARED / f"transnasbench101_{kind}/tnb101_{kind}_suite0_partial_13proxies.csv"
-    with path.open() as f:
-        rows = list(csv.DictReader(f))
-    proxies = [c for c in rows[0] if c not in ("task", "arch_str", "naslib_op_indices", "val_metric", "val_accuracy")]
     table = {}
     for task in TASKS:
-        task_rows = [r for r in rows if r["task"] == task]
-        accuracy = [float(r["val_accuracy"]) for r in task_rows]
-        table[task] = {p: correlate([None if float(r[p]) == -1e8 else float(r[p]) for r in task_rows], accuracy,
-                                    n_boot=0).spearman for p in proxies}
-        table[task]["n"] = len(task_rows)
+        scores = read_scores(path, metric="val_accuracy", dataset=task)
+        table[task] = {p: correlate([None if math.isnan(v) else v for v in scores.columns[p]], scores.truth,
+                                    n_boot=0).spearman for p in scores.proxies}
+        table[task]["n"] = len(scores)
     return table
 
 

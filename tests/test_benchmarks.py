@@ -107,8 +107,17 @@ def test_dataset_column_selects_rows(tmp_path):
     assert "[b]: row 3: cannot parse arch 'zz'" in error_of(bad, metric="acc", dataset="b")
 
 
+def test_task_column_selects_rows_like_a_dataset_column(tmp_path):
+    # TNB101's long tables hold one row per (task, arch)
+    path = write(tmp_path, "t.csv", "task,arch_str,acc\njigsaw,1,0.5\nnormal,1,0.7\njigsaw,2,0.6\n")
+    truth = load_truth(path, metric="acc", dataset="jigsaw")
+    assert truth.accuracy == {NB201.from_index(1): 0.5, NB201.from_index(2): 0.6} and "task" not in truth.columns
+    assert error_of(path, metric="acc") == f"{path} needs dataset=; tasks present: jigsaw, normal"
+    assert "has no task 'room'; tasks present: jigsaw, normal" in error_of(path, metric="acc", dataset="room")
+
+
 def test_dataset_without_dataset_column(table):
-    assert "has no 'dataset' column" in error_of(table, metric="acc", dataset="cifar10")
+    assert "has no 'dataset' or 'task' column" in error_of(table, metric="acc", dataset="cifar10")
 
 
 @pytest.mark.parametrize("cell, shown", [("", "None"), ("abc", "'abc'"), ("nan", "nan"),

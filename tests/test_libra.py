@@ -236,7 +236,7 @@ def test_read_scores_selects_task_rows_and_turns_the_sentinel_into_a_failure(tmp
     assert table.archs == ("a", "b", "c") and table.truth.tolist() == [1.0, 2.0, 3.0]
     assert table.columns["snip"][0] == 5.0 and np.isnan(table.columns["snip"][1:]).all()
     assert table.proxies == ("snip", "params")  # val_metric is text, snip_time a timing
-    with pytest.raises(LswagError, match="needs --dataset.*jigsaw, normal"):
+    with pytest.raises(LswagError, match="needs dataset=; tasks present: jigsaw, normal"):
         read_scores(path, metric="val_accuracy")
     with pytest.raises(LswagError, match="unknown metric 'acc'"):
         read_scores(path, metric="acc", dataset="jigsaw")

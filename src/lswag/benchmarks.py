@@ -24,8 +24,9 @@ from lswag.errors import LswagError, unknown_choice
 FAILURE_SENTINEL = -1e8
 #: what load_truth does with rows of the same architecture
 DUPLICATES = ("error", "mean")
-#: the table column that, when present, holds the dataset of each row
-DATASET_COLUMN = "dataset"
+#: table columns that, when present, say which benchmark a row belongs to (the first present
+#: one selects the rows of ``dataset``): NB201 tables' dataset, TNB101 long tables' task
+GROUP_COLUMNS = ("dataset", "task")
 
 # A row of a file: its label in messages ("row 3", "key '(0, 1, ...)'"), the arch as written,
 # and its other cells as None (empty), a number, or anything else (not numeric).
@@ -78,7 +79,7 @@ def load_truth(path: str | Path, *, space: str = "nb201", metric: str,
     """Read ``metric`` and every other numeric column of ``path`` (format by suffix), keyed by arch.
 
     Tables (``.csv``, ``.parquet``) name the arch in ``arch_column``; when they have a ``dataset``
-    column, ``dataset`` selects the rows and is required; a CSV file without a header row (e.g.
+    (or else a ``task``) column, ``dataset`` selects the rows by it and is required; a CSV file without a header row (e.g.
     SWAP's ``DARTS_archs_CIFAR10.csv``) is read with ``column_names`` as its header. In NAS-Bench-Suite-Zero JSON
     (``{dataset: {arch: {"val_accuracy": v, proxy: {"score": s, "time": t}}}}``) the keys are the
     archs, ``dataset`` is required when there is more than one, and each proxy gives the columns
@@ -95,7 +96,7 @@ def load_truth(path: str | Path, *, space: str = "nb201", metric: str,
     """
     space_obj = spaces.get(space)
     path = Path(path)
-    readers = {".csv": _read_csv, ".parquet": _read_parquet, ".json": _read_json, ".pbz2": _read_nats}
+    readers = {".csv": read_csv_rows, ".parquet": _read_parquet, ".json": _read_json, ".pbz2": _read_nats}
     suffix = "(folder)" if path.is_dir() else path.suffix.lower()
     if suffix == "(folder)" or suffix == ".pbz2":
         if space != "nb201":
@@ -111,7 +112,7 @@ def load_truth(path: str | Path, *, space: str = "nb201", metric: str,
     if column_names is not None:
         if suffix != ".csv":
             raise LswagError(f"column names are for CSV files without a header; {path} is {suffix}")
-        readers[".csv"] = lambda *args: _read_csv(*args, column_names=list(column_names))
+        readers[".csv"] = lambda *args: read_csv_rows(*args, column_names=list(column_names))
     source, fields, rows = readers[suffix](path, arch_column, dataset)
 
     numeric = [f for f in fields if all(_is_number(cells.get(f), missing_ok=True)
@@ -159,13 +160,14 @@ def _score(cell: Any) -> float | None:
     return float(cell)
 
 
-def _pick_dataset(where: str, dataset: str | None, present: list[str], required: bool) -> str:
+def _pick_dataset(where: str, dataset: str | None, present: list[str], required: bool,
+                  group: str = "dataset") -> str:
     if dataset is None and not required and len(present) == 1:
         return present[0]
     if dataset is not None and dataset in present:
         return dataset
-    problem = "needs dataset=" if dataset is None else f"has no dataset {dataset!r}"
-    raise LswagError(f"{where} {problem}; datasets present: {', '.join(present) or '(none)'}")
+    problem = "needs dataset=" if dataset is None else f"has no {group} {dataset!r}"
+    raise LswagError(f"{where} {problem}; {group}s present: {', '.join(present) or '(none)'}")
 
 
 def _select_rows(path: Path, header: list[str], records: list[dict[str, Any]], arch_column: str,
@@ -175,15 +177,16 @@ def _select_rows(path: Path, header: list[str], records: list[dict[str, Any]], a
         raise LswagError(f"{path} has no arch column {arch_column!r}; columns: {', '.join(header)}")
     numbered = list(enumerate(records, start=1))
     source = str(path)
-    if DATASET_COLUMN in header:
-        present = list(dict.fromkeys(str(r[DATASET_COLUMN]) for r in records))
-        dataset = _pick_dataset(str(path), dataset, present, required=True)
-        numbered = [(i, r) for i, r in numbered if str(r[DATASET_COLUMN]) == dataset]
+    group = next((c for c in GROUP_COLUMNS if c in header), None)
+    if group is not None:
+        present = list(dict.fromkeys(str(r[group]) for r in records))
+        dataset = _pick_dataset(str(path), dataset, present, required=True, group=group)
+        numbered = [(i, r) for i, r in numbered if str(r[group]) == dataset]
         source = f"{path} [{dataset}]"
     elif dataset is not None:
-        raise LswagError(f"{path} has no {DATASET_COLUMN!r} column to select dataset {dataset!r} "
-                         f"from; leave dataset out")
-    fields = [f for f in header if f not in (arch_column, DATASET_COLUMN)]
+        raise LswagError(f"{path} has no {' or '.join(map(repr, GROUP_COLUMNS))} column to select "
+                         f"dataset {dataset!r} from; leave dataset out")
+    fields = [f for f in header if f not in (arch_column, group)]
     return source, fields, [(f"row {i}", r[arch_column], r) for i, r in numbered]
 
 
@@ -196,7 +199,13 @@ def _csv_cell(text: str) -> Any:
         return text
 
 
-def _read_csv(path: Path, arch_column: str, dataset: str | None, column_names: list[str] | None = None) -> _Rows:
+def read_csv_rows(path: Path, arch_column: str, dataset: str | None,
+                  column_names: list[str] | None = None) -> _Rows:
+    """``(source, field names, rows)`` of a CSV table: each row as (label, arch as written, cells).
+
+    Cells are None (empty), a float, or the text; the arch and group columns stay text. A
+    :data:`GROUP_COLUMNS` column, when present, keeps the rows of ``dataset`` (required then).
+    """
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
             lines = list(csv.reader(f))
@@ -214,7 +223,7 @@ def _read_csv(path: Path, arch_column: str, dataset: str | None, column_names: l
                              f"{len(header)}")
         record = {name: _csv_cell(text) for name, text in zip(header, cells)}
         # The arch and the dataset are kept as written: "13714" is an index, not a number.
-        for name in (arch_column, DATASET_COLUMN):
+        for name in (arch_column, *GROUP_COLUMNS):
             if name in record:
                 record[name] = cells[header.index(name)]
         records.append(record)

@@ -42,7 +42,7 @@ import numpy as np
 from scipy import stats as _st
 
 from lswag import spaces
-from lswag.benchmarks import FAILURE_SENTINEL, load_truth
+from lswag.benchmarks import FAILURE_SENTINEL, load_truth, read_csv_rows
 from lswag.ensembles import AZ_NAS, TE_NAS, az_nas, ranks, te_nas
 from lswag.errors import LswagError, unknown_choice
 from lswag.info import bin_count, discretise, information_gain
@@ -61,8 +61,6 @@ GRADIENT_BASED = frozenset({"grad_norm", "snip", "grasp", "fisher", "synflow", "
                             "zico", "l_swag", "tcet", "te_ntk_cond", "az_trainability"})
 #: the column of a lswag T-CET score
 TCET = "tcet"
-#: columns that select the rows of one benchmark in a table holding several
-GROUP_COLUMNS = ("dataset", "task")
 SECOND_RULES = ("min_ig", "max_ig")
 THIRD_RULES = ("matching", "minimisation", "random", "none")
 COMBINATIONS = ("rank_sum", "product")
@@ -106,56 +104,34 @@ class ScoreTable:
         return self.rows(np.sort(np.random.default_rng(seed).choice(len(self), n, replace=False)))
 
 
-def _cell(text: str) -> float | None:
-    """A CSV cell as a float (NaN for empty, NaN, ±inf and the −1e8 failure sentinel), None if not numeric."""
-    if text.strip() == "":
+def _cell(value) -> float | None:
+    """A table cell as a float (NaN for empty, NaN, ±inf and the −1e8 failure sentinel), None if not numeric."""
+    if value is None:
         return math.nan
-    try:
-        value = float(text)
-    except ValueError:
+    if isinstance(value, str):
         return None
     return math.nan if (not math.isfinite(value) or value == FAILURE_SENTINEL) else value
 
 
 def _read_csv(path: Path, arch_column: str, dataset: str | None, space: str | None):
     """``(source, arch keys, {column: values})`` of a CSV; keys parsed with ``space`` when given."""
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            records = list(csv.DictReader(f))
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise LswagError(f"cannot read CSV file {path}: {err}") from None
-    if not records:
-        raise LswagError(f"CSV file {path} has no rows")
-    header = list(records[0])
-    if arch_column not in header:
-        raise LswagError(f"{path} has no arch column {arch_column!r}; columns: {', '.join(header)}")
-    group = next((c for c in GROUP_COLUMNS if c in header), None)
-    source = str(path)
-    if group is not None:
-        present = list(dict.fromkeys(r[group] for r in records))
-        if dataset not in present:
-            problem = f"needs --dataset (its {group!r} column)" if dataset is None else f"has no {group} {dataset!r}"
-            raise LswagError(f"{path} {problem}; present: {', '.join(present)}")
-        records = [r for r in records if r[group] == dataset]
-        source = f"{path} [{dataset}]"
-    elif dataset is not None:
-        raise LswagError(f"{path} has no {' or '.join(map(repr, GROUP_COLUMNS))} column to select {dataset!r} from")
+    source, fields, rows = read_csv_rows(path, arch_column, dataset)
+    if not rows:
+        raise LswagError(f"CSV file {source} has no rows")
     parse = spaces.get(space).parse if space else (lambda text: text)
     keys, seen = [], set()
-    for i, record in enumerate(records, start=1):
+    for label, written, _ in rows:
         try:
-            key = parse(record[arch_column])
+            key = parse(written)
         except LswagError as err:
-            raise LswagError(f"{source}: row {i}: cannot parse arch {record[arch_column]!r}: {err}") from None
+            raise LswagError(f"{source}: {label}: cannot parse arch {written!r}: {err}") from None
         if key in seen:
-            raise LswagError(f"{source}: row {i} repeats the arch {record[arch_column]!r}")
+            raise LswagError(f"{source}: {label} repeats the arch {written!r}")
         seen.add(key)
         keys.append(key)
     columns = {}
-    for name in header:
-        if name in (arch_column, group):
-            continue
-        values = [_cell(r[name]) for r in records]
+    for name in fields:
+        values = [_cell(cells[name]) for _, _, cells in rows]
         if all(v is not None for v in values):
             columns[name] = np.array(values, dtype=float)
     return source, keys, columns
