@@ -232,6 +232,14 @@ def test_score_on_npz(capsys, tmp_path):
     assert values(doc)["params"] < 0.559386
 
 
+def test_score_image_size_scales_the_inputs(capsys):
+    default = score_json(capsys, "--arch", "1601", "--proxies", "flops", "--batch-size", "8")
+    small = score_json(capsys, "--arch", "1601", "--proxies", "flops", "--batch-size", "8", "--image-size", "16")
+    assert default["image_size"] is None and small["image_size"] == 16
+    # convolutions cost per pixel: a quarter of the pixels, about a quarter of the FLOPs
+    assert values(small)["flops"] == pytest.approx(values(default)["flops"] / 4, rel=0.05)
+
+
 def test_score_on_gaussian(capsys):
     doc = score_json(capsys, "--arch", "1601", "--proxies", "l_swag,params", "--data", "gaussian",
                      "--batch-size", "8")

@@ -40,13 +40,13 @@ def _value_text(value) -> str:
 def _cmd_score(args) -> None:
     arch, options, results = score_architecture(
         args.space, args.arch, proxies=args.proxies, data=args.data, batch_size=args.batch_size,
-        seed=args.seed, download=args.download, options=_collect_options(args.option), gradient_draws=args.draws,
+        image_size=args.image_size, seed=args.seed, download=args.download, options=_collect_options(args.option), gradient_draws=args.draws,
         init=args.init, build=parse_build_options(args.build), device=args.device)
     space = spaces.get(args.space)
     if args.format == "json":
         print(json.dumps({
             "space": args.space, "arch": space.format(arch), "data": args.data,
-            "batch_size": args.batch_size, "seed": args.seed, "gradient_draws": args.draws, "init": args.init,
+            "batch_size": args.batch_size, "image_size": args.image_size, "seed": args.seed, "gradient_draws": args.draws, "init": args.init,
             "options": options, "build": parse_build_options(args.build), "lswag_version": __version__,
             "results": [{"proxy": r.name,
                          "value": None if r.failed else r.value,
@@ -275,31 +275,40 @@ def _cmd_make_bench(args) -> None:
           f"recipe in {minibench.metadata_path(path)}")
 
 
+INIT_HELP = ("weights: given (the builder's, PyTorch default init), kaiming (N(0, 2/fan_in)) "
+             "or normal (N(0, 1)), redrawn with --seed")
+BUILD_HELP = ("a build option of the space (repeatable): tnb101 task=class_object|class_scene|room_layout|"
+              "jigsaw|segmentsemantic|autoencoder|normal; darts/nb301 C=, layers=, auxiliary=, affine=")
+DEVICE_HELP = "where networks are scored: auto (a GPU when there is one), cpu or cuda"
+DATA_HELP = f"input batch source: {', '.join(SOURCES)} (default digits, built in)"
+
+
+def _add_probe_arguments(parser: argparse.ArgumentParser, *, proxy_options: bool = True) -> None:
+    """The inputs, network and device of a scoring command (score, bench, layers, search)."""
+    parser.add_argument("--data", default="digits", help=DATA_HELP)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--image-size", type=int, help="input resolution (default: the space's)")
+    parser.add_argument("--draws", type=int, default=2, help="gradient draws M (batch split in M chunks)")
+    parser.add_argument("--build", action="append", default=[], metavar="KEY=VALUE", help=BUILD_HELP)
+    parser.add_argument("--device", choices=DEVICES, default="auto", help=DEVICE_HELP)
+    if proxy_options:
+        parser.add_argument("--init", choices=INITS, default="given", help=INIT_HELP)
+        parser.add_argument("--option", action="append", default=[], metavar="PROXY.KEY=VALUE",
+                            help="a proxy option, e.g. l_swag.window=3-10 (repeatable)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lswag", description="Zero-cost neural architecture search with L-SWAG.")
     parser.add_argument("--version", action="version", version=f"lswag {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    init_help = ("weights: given (the builder's, PyTorch default init), kaiming (N(0, 2/fan_in)) "
-                 "or normal (N(0, 1)), redrawn with --seed")
-    build_help = ("a build option of the space (repeatable): tnb101 task=class_object|class_scene|room_layout|"
-                  "jigsaw|segmentsemantic|autoencoder|normal; darts/nb301 C=, layers=, auxiliary=, affine=")
-    device_help = "where networks are scored: auto (a GPU when there is one), cpu or cuda"
-    data_help = f"input batch source: {', '.join(SOURCES)} (default digits, built in)"
     score = commands.add_parser("score", help="score one architecture with zero-cost proxies")
     score.add_argument("--space", default="nb201", help=f"search space ({', '.join(spaces.names())})")
     score.add_argument("--arch", required=True, help="architecture in one of the space's text forms (README, Search spaces)")
     score.add_argument("--proxies", default="l_swag", help="comma-separated proxy names, or 'all'")
-    score.add_argument("--data", default="digits", help=data_help)
+    _add_probe_arguments(score)
     score.add_argument("--download", action="store_true", help="download CIFAR into the given path if missing")
-    score.add_argument("--batch-size", type=int, default=64)
     score.add_argument("--seed", type=int, default=0, help="seed of the batch and of the weights")
-    score.add_argument("--draws", type=int, default=2, help="gradient draws M (batch split in M chunks)")
-    score.add_argument("--init", choices=INITS, default="given", help=init_help)
-    score.add_argument("--option", action="append", default=[], metavar="PROXY.KEY=VALUE",
-                       help="a proxy option, e.g. l_swag.window=3-10 (repeatable)")
-    score.add_argument("--build", action="append", default=[], metavar="KEY=VALUE", help=build_help)
-    score.add_argument("--device", choices=DEVICES, default="auto", help=device_help)
     score.add_argument("--format", choices=("table", "json"), default="table")
     score.set_defaults(run=_cmd_score)
 
@@ -315,15 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--n", type=int, default=1000, help="number of architectures (seeded sample)")
     bench.add_argument("--seed", type=int, default=0, help="seed of the sample, the batch and the weights")
     bench.add_argument("--proxies", default="all", help="comma-separated proxy names, or 'all'")
-    bench.add_argument("--data", default="digits", help=data_help)
-    bench.add_argument("--batch-size", type=int, default=64)
-    bench.add_argument("--image-size", type=int, help="input resolution (default: the space's)")
-    bench.add_argument("--draws", type=int, default=2, help="gradient draws M (batch split in M chunks)")
-    bench.add_argument("--init", choices=INITS, default="given", help=init_help)
-    bench.add_argument("--option", action="append", default=[], metavar="PROXY.KEY=VALUE",
-                       help="a proxy option, e.g. l_swag.window=3-10 (repeatable)")
-    bench.add_argument("--build", action="append", default=[], metavar="KEY=VALUE", help=build_help)
-    bench.add_argument("--device", choices=DEVICES, default="auto", help=device_help)
+    _add_probe_arguments(bench)
     bench.add_argument("--store", required=True, help="SQLite result store (created, or resumed)")
     bench.add_argument("--workers", type=int, default=1,
                        help="parallel workers: local processes, or the CPUs of a local Ray instance")
@@ -342,14 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     layers.add_argument("--arch-column", default="arch_str", help="the truth column with the architecture")
     layers.add_argument("--duplicates", choices=DUPLICATES, default="error",
                         help="truth rows of the same architecture (e.g. NB101 seeds): an error, or their mean")
-    layers.add_argument("--build", action="append", default=[], metavar="KEY=VALUE", help=build_help)
-    layers.add_argument("--data", default="digits", help=data_help)
-    layers.add_argument("--batch-size", type=int, default=64)
-    layers.add_argument("--image-size", type=int, help="input resolution (default: the space's)")
+    _add_probe_arguments(layers, proxy_options=False)
     layers.add_argument("--seed", type=int, default=0)
-    layers.add_argument("--draws", type=int, default=2, help="gradient draws M")
     layers.add_argument("--out", help="folder for the profile figure (PNG)")
-    layers.add_argument("--device", choices=DEVICES, default="auto", help=device_help)
     layers.set_defaults(run=_cmd_layers)
 
     heat = commands.add_parser("heatmap", help="one heatmap of proxies x benchmarks from several bench tables")
@@ -413,15 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     find.add_argument("--calibration", type=int, default=100, help="archs of the truth a LIBRA fitness is fitted on")
     find.add_argument("--libra-pool", help=f"comma-separated proxies LIBRA chooses from (default {','.join(LIBRA_POOL)})")
     find.add_argument("--also", help="comma-separated proxies also scored with every candidate (kept in the store)")
-    find.add_argument("--data", default="digits", help=data_help)
-    find.add_argument("--batch-size", type=int, default=64)
-    find.add_argument("--image-size", type=int, help="input size (default: the space's)")
-    find.add_argument("--draws", type=int, default=2, help="gradient draws of zico/l_swag")
-    find.add_argument("--init", choices=INITS, default="given", help=init_help)
-    find.add_argument("--option", action="append", default=[], metavar="PROXY.KEY=VALUE",
-                      help="a proxy option, e.g. l_swag.window=3-10 (repeatable)")
-    find.add_argument("--build", action="append", default=[], metavar="KEY=VALUE", help=build_help)
-    find.add_argument("--device", choices=DEVICES, default="auto", help=device_help)
+    _add_probe_arguments(find)
     find.add_argument("--store", help="SQLite result store, shared with lswag bench (default runs/search-SPACE.sqlite)")
     find.add_argument("--workers", type=int, default=1, help="parallel scoring processes (or Ray CPUs)")
     find.add_argument("--executor", choices=EXECUTORS, default="local")
@@ -433,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--space", default="nb201", help=f"search space ({', '.join(spaces.names())})")
     fit.add_argument("--arch", help="architecture in any text form of the space")
     fit.add_argument("--from", dest="result", metavar="RESULT.json", help="a result written by lswag search")
-    fit.add_argument("--build", action="append", default=[], metavar="KEY=VALUE", help=build_help)
+    fit.add_argument("--build", action="append", default=[], metavar="KEY=VALUE", help=BUILD_HELP)
     fit.add_argument("--data", default="digits", help="digits, cifar10:PATH, cifar100:PATH or npz:PATH")
     fit.add_argument("--download", action="store_true", help="fetch CIFAR into PATH when it is missing")
     fit.add_argument("--image-size", type=int, help="input size (default: the space's)")
@@ -466,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--generations", type=int, default=5, help="evolution generations")
     demo.add_argument("--workers", type=int, help="scoring processes (default: 2, or 1 on one core)")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--device", choices=DEVICES, default="auto", help=device_help)
+    demo.add_argument("--device", choices=DEVICES, default="auto", help=DEVICE_HELP)
     demo.set_defaults(run=_cmd_demo)
     return parser
 

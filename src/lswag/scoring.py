@@ -153,14 +153,14 @@ def resolve_device(name: str) -> torch.device:
 
 
 def score_architecture(space: str, arch, *, proxies: Iterable[str] | str = ("l_swag",), data: str = "digits",
-                       batch_size: int = 64, seed: int = 0, download: bool = False,
-                       batch: Batch | None = None, options: dict[str, dict[str, Any]] | None = None,
+                       batch_size: int = 64, image_size: int | None = None, seed: int = 0,
+                       download: bool = False, batch: Batch | None = None, options: dict[str, dict[str, Any]] | None = None,
                        build: dict[str, Any] | None = None, device: str = "cpu",
                        **kwargs) -> tuple[Any, dict[str, dict[str, Any]], list[ProxyResult]]:
     """Build ``arch`` of ``space`` (weights seeded by ``seed``) and score it on a fixed batch.
 
     The batch is ``batch`` when given (a benchmark passes the same one for every architecture),
-    else drawn from ``data`` with ``seed``. ``build`` are the space's build options (e.g.
+    else drawn from ``data`` with ``seed`` at ``image_size`` (default: the space's input). ``build`` are the space's build options (e.g.
     TransNAS-Bench-101's ``task``); the space turns the images into that network's inputs and
     targets (:meth:`SearchSpace.prepare`), whose classes the network follows, and names its loss.
     Proxy options start from the space's measured defaults (:attr:`SearchSpace.proxy_defaults`).
@@ -175,7 +175,7 @@ def score_architecture(space: str, arch, *, proxies: Iterable[str] | str = ("l_s
     used = space_options(search_space, names, options)
     if batch is None:
         batch = load_batch(data, batch_size=batch_size, seed=seed,
-                           image_size=search_space.input_shape[1:], download=download)
+                           image_size=image_size or search_space.input_shape[1:], download=download)
     build = search_space.check_build_options(build or {})
     make = lambda classes: search_space.build(parsed, num_classes=classes, seed=seed, **build)  # noqa: E731
     return parsed, used, score_network(search_space, make, batch, names, options=used, seed=seed, build=build,
