@@ -81,6 +81,7 @@ def main():
     parser.add_argument("--arch-column", default="arch_str")
     parser.add_argument("--dataset", help="dataset to select in truth files that hold several")
     parser.add_argument("--duplicates", choices=DUPLICATES, default="error")
+    parser.add_argument("--column-names", metavar="A,B,...", help="header of a truth CSV that has none")
     parser.add_argument("--build", action="append", default=[], metavar="KEY=VALUE",
                         help="a build option of the space, e.g. task=normal (repeatable)")
     parser.add_argument("--n", type=int, default=300)
@@ -99,7 +100,8 @@ def main():
     space = lswag.spaces.get(args.space)
     build = space.check_build_options(parse_build_options(args.build))
     truth = load_truth(args.truth, space=args.space, metric=args.metric, arch_column=args.arch_column,
-                       dataset=args.dataset, duplicates=args.duplicates)
+                       dataset=args.dataset, duplicates=args.duplicates,
+                       column_names=args.column_names.split(",") if args.column_names else None)
     batch = lswag.load_batch(args.data, batch_size=args.batch_size, seed=args.seed,
                              image_size=args.image_size or space.input_shape[1:])
     columns = ["arch", "truth", "seconds_probe"] + baselines + [variant_name(*v) for v in VARIANTS]
