@@ -237,9 +237,11 @@ class DartsSpace(SearchSpace):
     channels_last_on_cpu = True
     num_classes = 10
 
-    def __init__(self, name: str, ops: tuple[str, ...], C: int, layers: int, description: str):
+    def __init__(self, name: str, ops: tuple[str, ...], C: int, layers: int, description: str,
+                 proxy_defaults: dict[str, dict[str, Any]] | None = None):
         self.name, self.ops, self.default_C, self.default_layers = name, ops, C, layers
         self.description = description
+        self.proxy_defaults = proxy_defaults or {}
 
     def parse(self, text: Any) -> Genotype:
         """A :class:`Genotype` from one, from DARTS' ``Genotype(...)`` text, or from NASLib's compact
@@ -426,8 +428,12 @@ class DartsSpace(SearchSpace):
         return self.validate(Genotype(*cells))
 
 
+# L-SWAG's product, measured per space on 200 archs each (docs/reproduction.md): on SWAP's DARTS
+# cells (scored at C=16, 8 cells) Σ ln(Ψ_l·Λ_l) gives rho 0.74, the paper's Σ Ψ_l·Λ_l 0.57 (paired
+# difference [0.12, 0.22]); on NB301's genotypes the sum wins (0.59 against 0.52), so it keeps it.
 DARTS = register(DartsSpace("darts", PRIMITIVES, C=36, layers=20, description=(
     "DARTS cells: 8 ops (none included) on 2 distinct inputs per node, normal + reduction cell; "
-    "NetworkCIFAR C=36, 20 cells (DARTS' CIFAR-10 evaluation network)")))
+    "NetworkCIFAR C=36, 20 cells (DARTS' CIFAR-10 evaluation network)"),
+    proxy_defaults={"l_swag": {"product": "log"}}))
 NB301 = register(DartsSpace("nb301", NB301_OPS, C=32, layers=8, description=(
     "NAS-Bench-301: DARTS cells with its 7 ops (no none); NetworkCIFAR C=32, 8 cells (its training network)")))
