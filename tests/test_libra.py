@@ -265,6 +265,11 @@ def test_read_scores_joins_an_lswag_store_with_its_truth(tmp_path):
     assert chosen.columns["snip"].tolist() == [0.0, 1.0, 2.0, 3.0]
     other = read_scores(tmp_path / "runs.sqlite", truth=tmp_path / "truth.csv", metric="acc", setting={"data": "o*"})
     assert other.proxies == ("snip",) and other.columns["snip"].tolist() == [9.0, 8.0, 7.0]
+    # a proxy-scoped setting picks snip's variant and keeps nwot, which has no such setting
+    scoped = read_scores(tmp_path / "runs.sqlite", truth=tmp_path / "truth.csv", metric="acc",
+                         setting={"snip:data": "o*"})
+    assert scoped.proxies == ("nwot", "snip") and scoped.columns["snip"].tolist() == [9.0, 8.0, 7.0]
+    assert scoped.columns["nwot"].tolist() == [0.0, -1.0, -2.0]
     with Store(tmp_path / "more.sqlite", "nb201") as store:  # a second store adds a proxy
         for i, arch in enumerate(archs):
             store.add(arch, [("zico", {"s": 1}, 10.0 * i, 0.1)])

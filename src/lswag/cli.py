@@ -365,8 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     libra.add_argument("--duplicates", choices=DUPLICATES, default="error",
                        help="truth rows of the same architecture (e.g. NB101 seeds): an error, or their mean")
     libra.add_argument("--proxies", help="comma-separated candidate proxies (default: every numeric column)")
-    libra.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
-                       help="stores: keep results computed with this setting, e.g. 'data=*cifar10*' (wildcards * ?; repeatable)")
+    libra.add_argument("--setting", action="append", default=[], metavar="[PROXY:]KEY=VALUE",
+                       help="stores: keep results computed with this setting, e.g. 'data=*cifar10*', or only for one "
+                            "proxy, e.g. 'l_swag:options=*log*' (wildcards * ?; repeatable)")
     libra.add_argument("--n", type=int, help="use a seeded sample of N archs (default: all)")
     libra.add_argument("--calibration", type=int, default=100, help="archs LIBRA is fitted on in each split")
     libra.add_argument("--splits", type=int, default=10, help="random calibration/held-out splits")

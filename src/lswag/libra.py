@@ -146,7 +146,9 @@ def _read_store(path: Path, setting: Mapping[str, str]):
     """``(space, {proxy: {arch text: value}})`` of an ``lswag bench`` store, failures as NaN.
 
     ``setting`` keeps the results whose settings have those values (``{"data": "*cifar10*"}``:
-    the text of the value, ``*`` and ``?`` as wildcards); a proxy with none is left out. A proxy still scored under several
+    the text of the value, ``*`` and ``?`` as wildcards); a proxy with none is left out. A key
+    ``PROXY:KEY`` applies to that proxy only (``{"l_swag:options": "*log*"}`` picks one of its
+    variants and leaves the other proxies as they are). A proxy still scored under several
     settings is an error that names the settings that differ, so columns never mix data.
     """
     try:
@@ -158,7 +160,8 @@ def _read_store(path: Path, setting: Mapping[str, str]):
         for proxy, settings_id, settings in db.execute(
                 "SELECT DISTINCT proxy, settings_id, settings FROM results ORDER BY proxy, settings_id"):
             parsed = json.loads(settings)
-            if all(fnmatch.fnmatchcase(str(parsed.get(key)), value) for key, value in setting.items()):
+            if all(fnmatch.fnmatchcase(str(parsed.get(key.partition(":")[2] or key)), value)
+                   for key, value in setting.items() if key.partition(":")[0] == proxy or ":" not in key):
                 options.setdefault(proxy, []).append((settings_id, parsed))
         scores = {}
         for proxy, found in options.items():
@@ -166,7 +169,7 @@ def _read_store(path: Path, setting: Mapping[str, str]):
                 keys = sorted({k for _, a in found for k in a if len({json.dumps(b.get(k)) for _, b in found}) > 1})
                 values = "; ".join(f"{k}: " + ", ".join(sorted({str(b.get(k)) for _, b in found})) for k in keys)
                 raise LswagError(f"{path} holds {proxy} under {len(found)} settings ({values}); "
-                                 f"choose one with --setting KEY=VALUE")
+                                 f"choose one with --setting KEY=VALUE (or {proxy}:KEY=VALUE for {proxy} alone)")
             rows = db.execute("SELECT arch, value FROM results WHERE proxy=? AND settings_id=?", (proxy, found[0][0]))
             scores[proxy] = {arch: math.nan if value is None else float(value) for arch, value in rows}
         db.close()
