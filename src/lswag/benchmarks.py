@@ -79,8 +79,8 @@ def load_truth(path: str | Path, *, space: str = "nb201", metric: str,
     """Read ``metric`` and every other numeric column of ``path`` (format by suffix), keyed by arch.
 
     Tables (``.csv``, ``.parquet``) name the arch in ``arch_column``; when they have a ``dataset``
-    (or else a ``task``) column, ``dataset`` selects the rows by it and is required; a CSV file without a header row (e.g.
-    SWAP's ``DARTS_archs_CIFAR10.csv``) is read with ``column_names`` as its header. In NAS-Bench-Suite-Zero JSON
+    (or else a ``task``) column, ``dataset`` selects the rows by it and is required; a CSV file
+    without a header row (e.g. SWAP's ``DARTS_archs_CIFAR10.csv``) is read with ``column_names`` as its header. In NAS-Bench-Suite-Zero JSON
     (``{dataset: {arch: {"val_accuracy": v, proxy: {"score": s, "time": t}}}}``) the keys are the
     archs, ``dataset`` is required when there is more than one, and each proxy gives the columns
     ``proxy`` and ``proxy_time``. The official NATS-Bench topology file (``.pbz2``, or its

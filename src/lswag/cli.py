@@ -40,13 +40,15 @@ def _value_text(value) -> str:
 def _cmd_score(args) -> None:
     arch, options, results = score_architecture(
         args.space, args.arch, proxies=args.proxies, data=args.data, batch_size=args.batch_size,
-        image_size=args.image_size, seed=args.seed, download=args.download, options=_collect_options(args.option), gradient_draws=args.draws,
-        init=args.init, build=parse_build_options(args.build), device=args.device)
+        image_size=args.image_size, seed=args.seed, download=args.download,
+        options=_collect_options(args.option), gradient_draws=args.draws, init=args.init,
+        build=parse_build_options(args.build), device=args.device)
     space = spaces.get(args.space)
     if args.format == "json":
         print(json.dumps({
             "space": args.space, "arch": space.format(arch), "data": args.data,
-            "batch_size": args.batch_size, "image_size": args.image_size, "seed": args.seed, "gradient_draws": args.draws, "init": args.init,
+            "batch_size": args.batch_size, "image_size": args.image_size, "seed": args.seed,
+            "gradient_draws": args.draws, "init": args.init,
             "options": options, "build": parse_build_options(args.build), "lswag_version": __version__,
             "results": [{"proxy": r.name,
                          "value": None if r.failed else r.value,

@@ -142,6 +142,19 @@ def _is_store(path: Path) -> bool:
         return f.read(16) == b"SQLite format 3\x00"
 
 
+def _settings_of(setting: Mapping[str, str], proxy: str) -> list[tuple[str, str]]:
+    """The (key, pattern) pairs of ``setting`` that apply to ``proxy``: plain keys, and
+    ``PROXY:KEY`` keys of that proxy (with the prefix removed)."""
+    pairs = []
+    for key, value in setting.items():
+        owner, scoped, name = key.partition(":")
+        if not scoped:
+            pairs.append((key, value))
+        elif owner == proxy:
+            pairs.append((name, value))
+    return pairs
+
+
 def _read_store(path: Path, setting: Mapping[str, str]):
     """``(space, {proxy: {arch text: value}})`` of an ``lswag bench`` store, failures as NaN.
 
@@ -160,8 +173,7 @@ def _read_store(path: Path, setting: Mapping[str, str]):
         for proxy, settings_id, settings in db.execute(
                 "SELECT DISTINCT proxy, settings_id, settings FROM results ORDER BY proxy, settings_id"):
             parsed = json.loads(settings)
-            if all(fnmatch.fnmatchcase(str(parsed.get(key.partition(":")[2] or key)), value)
-                   for key, value in setting.items() if key.partition(":")[0] == proxy or ":" not in key):
+            if all(fnmatch.fnmatchcase(str(parsed.get(key)), value) for key, value in _settings_of(setting, proxy)):
                 options.setdefault(proxy, []).append((settings_id, parsed))
         scores = {}
         for proxy, found in options.items():
