@@ -93,7 +93,6 @@ def test_the_zoo_scores_a_small_darts_network():
     assert not zoo_failures(NB301.build(DARTS_V2, C=4, layers=5, seed=0), class_labels(10), 10)
 
 
-@pytest.mark.realdata
 def test_l_swag_scores_darts_with_the_measured_log_product_and_nb301_with_the_sum():
     batch = lswag.load_batch("digits", batch_size=8, seed=0, image_size=(32, 32))
     build = {"C": 4, "layers": 5}
@@ -108,6 +107,7 @@ def test_l_swag_scores_darts_with_the_measured_log_product_and_nb301_with_the_su
     assert used == {}
 
 
+@pytest.mark.realdata
 def test_nb301_parameter_counts_equal_suite_zero_for_a_sample_of_its_cells():
     """NAS-Bench-Suite-Zero's params column counts NASLib's NB301 model: C=32, 8 cells, no
     auxiliary head, BatchNorm without affine parameters inside the ops."""

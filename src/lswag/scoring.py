@@ -154,15 +154,17 @@ def resolve_device(name: str) -> torch.device:
 
 def score_architecture(space: str, arch, *, proxies: Iterable[str] | str = ("l_swag",), data: str = "digits",
                        batch_size: int = 64, image_size: int | None = None, seed: int = 0,
-                       download: bool = False, batch: Batch | None = None, options: dict[str, dict[str, Any]] | None = None,
+                       download: bool = False, batch: Batch | None = None,
+                       options: dict[str, dict[str, Any]] | None = None,
                        build: dict[str, Any] | None = None, device: str = "cpu",
                        **kwargs) -> tuple[Any, dict[str, dict[str, Any]], list[ProxyResult]]:
     """Build ``arch`` of ``space`` (weights seeded by ``seed``) and score it on a fixed batch.
 
     The batch is ``batch`` when given (a benchmark passes the same one for every architecture),
-    else drawn from ``data`` with ``seed`` at ``image_size`` (default: the space's input). ``build`` are the space's build options (e.g.
-    TransNAS-Bench-101's ``task``); the space turns the images into that network's inputs and
-    targets (:meth:`SearchSpace.prepare`), whose classes the network follows, and names its loss.
+    else drawn from ``data`` with ``seed`` at ``image_size`` (default: the space's input).
+    ``build`` are the space's build options (e.g. TransNAS-Bench-101's ``task``); the space turns
+    the images into that network's inputs and targets (:meth:`SearchSpace.prepare`), whose classes
+    the network follows, and names its loss.
     Proxy options start from the space's measured defaults (:attr:`SearchSpace.proxy_defaults`).
     The network is scored on ``device`` (:func:`resolve_device`). Returns the parsed architecture,
     the options used and the results; ``kwargs`` go to :func:`evaluate`.
