@@ -39,7 +39,8 @@ def test_throughput_script_reports_a_rate_per_executor():
     assert run.returncode == 0, run.stderr[-2000:]
     row = next(line for line in run.stdout.splitlines() if line.startswith("local, 1 worker"))
     seconds, rate = float(row.split()[3]), float(row.split()[4])
-    assert seconds > 0 and abs(rate - 3 / seconds) < 0.02
+    # seconds is printed to 0.1 s and the rate to 0.01 cells/s: the rate must lie within what those roundings allow
+    assert seconds > 0.05 and 3 / (seconds + 0.05) - 0.005 <= rate <= 3 / (seconds - 0.05) + 0.005
     two = next(line for line in run.stdout.splitlines() if line.startswith("local, 2 workers"))
     assert float(two.split()[-1]) < 1e-4                 # the same values up to float rounding
     bare = next(line for line in run.stdout.splitlines() if line.startswith("bare build+floor"))
