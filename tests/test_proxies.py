@@ -267,6 +267,35 @@ def test_l_swag_window_and_bins_on_a_deep_net():
         assert profile[b] == pytest.approx(sum(ps) / len(ps), rel=1e-12)
 
 
+
+def test_l_swag_draws_only_its_window_and_zico_beside_it_still_sees_every_layer():
+    model = deep_net()
+    batch = make_batch(randn(8, 5, seed=4), num_classes=3)
+    full = probe.record(model, batch, ALL_L_SWAG_NEEDS)
+    part = probe.record(model, batch, ALL_L_SWAG_NEEDS, draw_window=(4, 7))
+    assert full.draw_window is None and part.draw_window == (4, 7)
+    for whole, windowed in zip(full.layers, part.layers):
+        if 4 <= whole.percentile <= 7:       # the same backward, with less of it run: the same values
+            assert torch.equal(whole.gradient_draws, windowed.gradient_draws)
+        else:
+            assert windowed.gradient_draws is None
+    for window in ((4, 7), (5, 6)):
+        assert proxies.compute("l_swag", part, model, window=window)[0] == \
+            proxies.compute("l_swag", full, model, window=window)[0]
+    assert "percentiles 4-7 only; depth percentiles 3-7 needed" in str(
+        proxies.compute("l_swag", part, model, window=(3, 7))[0])
+    assert "every layer needed" in str(proxies.compute("zico", part, model)[0])
+
+    # evaluate records the hull of the windows its proxies read: zico's is every layer
+    together = lswag.score(model, batch, ["l_swag", "zico"], options={"l_swag": {"window": (4, 7)}})
+    assert together["zico"] == value(model, batch, "zico") == proxies.compute("zico", full, model)[0]
+    assert together["l_swag"] == proxies.compute("l_swag", full, model, window=(4, 7))[0]
+
+    # three layers sit at percentiles 4, 7 and 10: none in [5, 6]
+    three = nn.Sequential(nn.Linear(5, 5), nn.ReLU(), nn.Linear(5, 5), nn.ReLU(), nn.Linear(5, 3))
+    failure = value(three, batch, "l_swag", options={"l_swag": {"window": (5, 6)}})
+    assert isinstance(failure, Failure) and "no layer lies in the depth percentiles 5-6" in failure.reason
+
 # --------------------------------------------------------------------------- activation proxies
 
 def relu_conv_net(seed=5):

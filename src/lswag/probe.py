@@ -25,7 +25,9 @@ is left exactly as it was (parameters, buffers, train/eval mode, requires_grad, 
 * ``hessian``, on the gradient pass (its backward keeps its graph): the Hessian-vector product
   H g = ∂(Σ_W stopgrad(g) · ∂L/∂W)/∂W with g = ∂L/∂W (grasp), one more backward.
 * ``draws`` passes: the batch split into M chunks, one forward + backward per chunk: each layer's
-  M gradient draws (ZiCo, L-SWAG). With ``draw_patterns`` (``draw_layer_outputs``) the chunks'
+  M gradient draws (ZiCo, L-SWAG). ``draw_window`` [p1, p2] records them only for the layers of
+  those depth percentiles, and the backward computes nothing else: it stops at the window's first
+  layer and skips the weight gradients above it (the values are those of a full backward). With ``draw_patterns`` (``draw_layer_outputs``) the chunks'
   forwards also record Λ of every site (of every layer's own output) over the whole batch, each
   chunk normalised by its own BatchNorm statistics: :attr:`Record.draw_sites`.
 * ``jacobian`` pass, forward + backward on the whole batch with the input requiring grad: the
@@ -184,6 +186,8 @@ class Record:
     blocks: list[BlockRecord] | None = None   # ``features`` pass: the block feature maps, in execution order
     block_container: str | None = None        # qualified names of the containers whose children are the blocks
     ntk: np.ndarray | None = None             # ``ntk`` pass: B x B float64 empirical NTK
+    #: the depth percentiles [p1, p2] whose layers have gradient draws; None: every layer
+    draw_window: tuple[int, int] | None = None
     seconds: dict[str, float] = field(default_factory=dict)  # wall time of each pass
     #: the ``output`` callable given to :func:`record`, if any (see :meth:`logits`)
     pick_logits: Callable | None = field(default=None, repr=False, compare=False)
@@ -558,13 +562,15 @@ def _loss(model, batch: Batch, loss_fn, output) -> torch.Tensor:
 
 def record(model: nn.Module, batch: Batch, needs: Iterable[str], *, gradient_draws: int = 2,
            loss_fn: Callable | None = None, output: Callable | None = None, ntk_samples: int | None = None,
+           draw_window: tuple[int, int] | None = None,
            memory_format: torch.memory_format = torch.contiguous_format) -> Record:
     """Run the passes that ``needs`` (a subset of :data:`NEEDS`) call for and return the record.
 
     ``gradient_draws`` is M, the number of chunks the batch is split into for the ``draws``
     passes. ``loss_fn(logits, y)`` defaults to cross-entropy; ``output`` picks the logits from the
     model's output when :func:`logits_of` cannot. ``ntk_samples`` limits the ``ntk`` pass to the
-    first examples of the batch (None: all of it). ``memory_format`` is the layout the private
+    first examples of the batch (None: all of it). ``draw_window`` (p1, p2) limits the ``draws``
+    passes to the layers of depth percentiles p1..p2 (None: every layer). ``memory_format`` is the layout the private
     copy's 4-D weights and the batch's images run in (``torch.channels_last`` speeds up the
     convolutions of some networks on CPU; values change only by rounding).
     """
@@ -573,6 +579,8 @@ def record(model: nn.Module, batch: Batch, needs: Iterable[str], *, gradient_dra
         raise unknown_choice("probe need", sorted(needs - NEEDS)[0], NEEDS)
     if "draws" in needs and not 1 <= gradient_draws <= len(batch):
         raise LswagError(f"gradient_draws must be between 1 and the batch size {len(batch)}, got {gradient_draws}")
+    if draw_window is not None and not 1 <= draw_window[0] <= draw_window[1] <= PERC_BINS:
+        raise LswagError(f"draw_window {draw_window} must satisfy 1 <= p1 <= p2 <= {PERC_BINS}")
     loss_fn = loss_fn or F.cross_entropy
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     x = batch.x.to(device)
@@ -622,14 +630,17 @@ def record(model: nn.Module, batch: Batch, needs: Iterable[str], *, gradient_dra
         if needs & {"draw_patterns", "draw_layer_outputs"}:
             draw_patterns = _Patterns(needs, whole=False,
                                       outputs_of_all_layers="draw_layer_outputs" in needs)
+        low, high = draw_window or (1, PERC_BINS)
         for chunk in batch.split(gradient_draws):
             with recorder.hooks(draw_patterns):
-                net.zero_grad(set_to_none=True)
                 loss = _loss(net, chunk, loss_fn, output)
-            if loss.requires_grad:
-                loss.backward()
-            for name in recorder.layer_order:
-                draws.setdefault(name, []).append(_weight_grad(recorder.layer_info[name]["module"]))
+            count = len(recorder.layer_order)
+            # asking autograd for these weights only is what spares the rest of the backward
+            weights = [(name, recorder.layer_info[name]["module"].weight)
+                       for position, name in enumerate(recorder.layer_order, start=1)
+                       if low <= percentile(position, count) <= high]
+            for name, grad in _first_gradient(loss, weights, create_graph=False).items():
+                draws.setdefault(name, []).append(grad.detach())
         seconds["draws"] = time.perf_counter() - start
 
     jacobian = width = None
@@ -652,7 +663,8 @@ def record(model: nn.Module, batch: Batch, needs: Iterable[str], *, gradient_dra
 
     return _assemble(recorder, batch, gradients, draws, loss_value, seconds, output, fisher=fisher,
                      hessian=hessian, whole_patterns=whole_patterns, draw_patterns=draw_patterns,
-                     jacobian=jacobian, width=width, blocks=blocks, container=container, ntk=ntk)
+                     jacobian=jacobian, width=width, blocks=blocks, container=container, ntk=ntk,
+                     draw_window=draw_window)
 
 
 def _twice_differentiable_attention():
@@ -915,16 +927,9 @@ def _out_channels(module: nn.Module) -> int:
     return module.weight.shape[0]
 
 
-def _weight_grad(module: nn.Module) -> torch.Tensor:
-    """The weight's gradient; every pass zeroes gradients with ``set_to_none``, so the next backward
-    allocates a new tensor and this one can be kept without a copy."""
-    grad = module.weight.grad
-    return torch.zeros_like(module.weight) if grad is None else grad.detach()
-
-
 def _assemble(recorder: _Recorder, batch, gradients, draws, loss_value, seconds, pick_logits, *, fisher=None,
               hessian=None, whole_patterns: _Patterns | None = None, draw_patterns: _Patterns | None = None,
-              jacobian=None, width=None, blocks=None, container=None, ntk=None) -> Record:
+              jacobian=None, width=None, blocks=None, container=None, ntk=None, draw_window=None) -> Record:
     sites, union = whole_patterns.site_records() if whole_patterns else ([], None)
     draw_sites = draw_patterns.site_records()[0] if draw_patterns else None
     pairing = whole_patterns or draw_patterns   # both passes see the same sites in the same order
@@ -953,5 +958,5 @@ def _assemble(recorder: _Recorder, batch, gradients, draws, loss_value, seconds,
         kernel=None if whole_patterns is None or whole_patterns.kernel is None else whole_patterns.kernel.cpu().numpy(),
         network_patterns=union,
         loss=loss_value, seconds=seconds, input_jacobian=jacobian, output_width=width, pick_logits=pick_logits,
-        blocks=blocks, block_container=container, ntk=ntk,
+        blocks=blocks, block_container=container, ntk=ntk, draw_window=draw_window,
     )

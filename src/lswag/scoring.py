@@ -56,14 +56,22 @@ def evaluate(model: nn.Module, batch: Batch, proxies: Iterable[str] | str = ("l_
             raise LswagError(f"options given for {name!r}, which is not among the proxies requested: {', '.join(names)}")
     needs: set[str] = set()
     settings: dict[str, tuple[str, Any]] = {}     # probe setting -> (proxy asking, value)
+    draw_windows = []   # the depth windows the proxies that need gradient draws read (None: every layer)
     for name in names:
         registry.check_options(name, options.get(name, {}))
-        needs |= registry.get(name).needs_for(options.get(name, {}))
-        for key, value in registry.get(name).probe_settings(options.get(name, {})).items():
+        proxy_needs = registry.get(name).needs_for(options.get(name, {}))
+        needs |= proxy_needs
+        asked = registry.get(name).probe_settings(options.get(name, {}))
+        if any(probe.PASS_OF_NEED[need] == "draws" for need in proxy_needs):
+            draw_windows.append(asked.pop("draw_window", None))
+        for key, value in asked.items():
             if key in settings and settings[key][1] != value:
                 raise LswagError(f"{settings[key][0]} and {name} ask the probe for different {key}: "
                                  f"{settings[key][1]} and {value}")
             settings[key] = (name, value)
+    if draw_windows:    # one draws pass serves them all: it covers every window asked for
+        hull = None if None in draw_windows else (min(w[0] for w in draw_windows), max(w[1] for w in draw_windows))
+        settings["draw_window"] = ("", hull)
     if init != "given":  # every proxy (synflow and flops too) sees the redrawn weights; the user's stay
         model = copy.deepcopy(model)
         probe.initialise(model, init, init_seed)

@@ -121,7 +121,17 @@ def _gradient_statistic(layer: LayerRecord, numerator: str) -> float | None:
     return math.log(total) if total > 0 else None
 
 
-def require_draws(record: Record) -> list[LayerRecord]:
+def require_draws(record: Record, window: tuple[int, int] | None = None) -> list[LayerRecord]:
+    """The layers with gradient draws, checked finite; ``window`` (p1, p2) is the depth percentiles
+    the caller reads (None: every layer), which the probe's ``draw_window`` must cover."""
+    covered = record.draw_window
+    if covered is not None:
+        if window is None or not covered[0] <= window[0] <= window[1] <= covered[1]:
+            wanted = "every layer" if window is None else f"depth percentiles {window[0]}-{window[1]}"
+            raise ProxyFailure(f"the record has gradient draws for depth percentiles {covered[0]}-{covered[1]} "
+                               f"only; {wanted} needed")
+        if all(layer.gradient_draws is None for layer in record.layers):
+            raise ProxyFailure(f"no layer lies in the depth percentiles {covered[0]}-{covered[1]}")
     layers = _require(record, "gradient_draws")
     if record.num_draws < 2:
         raise ProxyFailure("a gradient standard deviation needs at least 2 gradient draws")

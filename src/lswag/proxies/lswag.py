@@ -93,7 +93,12 @@ def probe_needs(window, pairing, product, patterns) -> set[str]:
     return {"draws", "patterns"} | ({"layer_outputs"} if pairing == "own" else set())
 
 
-@proxy("l_swag", needs=probe_needs, validate=check_options)
+def probe_settings(window, pairing, product, patterns) -> dict:
+    """Gradient draws of the window's layers only: the backward stops at the window's first layer."""
+    return {"draw_window": parse_window(window)}
+
+
+@proxy("l_swag", needs=probe_needs, validate=check_options, probe_settings=probe_settings)
 def l_swag(record: Record, model, window=(1, PERC_BINS), pairing: str = "feeding", product: str = "sum",
            patterns: str = "draws") -> float:
     """Σ_{layers in the depth window} Ψ_l·Λ_l: gradient trainability times activation-pattern expressivity (L-SWAG, CVPR 2025)."""
@@ -104,7 +109,7 @@ def l_swag(record: Record, model, window=(1, PERC_BINS), pairing: str = "feeding
         raise ProxyFailure("the record has no activation patterns of the draws (probe need 'draw_patterns')")
     if sites:   # a network without activation sites scores each layer's own output
         require_sites(record, sites)
-    layers = [layer for layer in require_draws(record) if low <= layer.percentile <= high]
+    layers = [layer for layer in require_draws(record, (low, high)) if low <= layer.percentile <= high]
     psi = {layer.name: gradient_statistic(layer) for layer in layers}
     layers = [layer for layer in layers if psi[layer.name] is not None]
     if not layers:
