@@ -405,6 +405,20 @@ def test_new_passes_run_only_when_needed():
     assert all(l.gradient is None for l in rec.layers) and rec.sites == []
 
 
+def test_jacobian_on_the_gradient_pass_forward_changes_no_value():
+    """With a gradient pass, the input Jacobian's backward runs on that pass's forward: the rows
+    equal those of the Jacobian's own pass, and the gradient, fisher and H g those without it."""
+    model, batch = conv_net(seed=17), make_batch(randn(6, 2, 4, 4, seed=17))
+    alone = probe.record(model, batch, {"input_jacobian"})
+    without = probe.record(model, batch, {"gradient", "fisher", "hessian"})
+    shared = probe.record(model, batch, {"gradient", "fisher", "hessian", "input_jacobian"})
+    assert set(shared.seconds) == {"gradient", "hessian", "jacobian"}
+    assert torch.equal(shared.input_jacobian, alone.input_jacobian) and shared.output_width == alone.output_width
+    for a, b in zip(without.layers, shared.layers):
+        assert torch.equal(a.gradient, b.gradient) and torch.equal(a.fisher, b.fisher)
+        assert torch.equal(a.hessian_gradient, b.hessian_gradient)
+
+
 def test_user_model_left_exactly_as_it_was():
     model = conv_net(seed=16)
     model.eval()

@@ -27,12 +27,14 @@ is left exactly as it was (parameters, buffers, train/eval mode, requires_grad, 
 * ``draws`` passes: the batch split into M chunks, one forward + backward per chunk: each layer's
   M gradient draws (ZiCo, L-SWAG). ``draw_window`` [p1, p2] records them only for the layers of
   those depth percentiles, and the backward computes nothing else: it stops at the window's first
-  layer and skips the weight gradients above it (the values are those of a full backward). With ``draw_patterns`` (``draw_layer_outputs``) the chunks'
-  forwards also record Λ of every site (of every layer's own output) over the whole batch, each
-  chunk normalised by its own BatchNorm statistics: :attr:`Record.draw_sites`.
+  layer and skips the weight gradients above it (the values are those of a full backward). With
+  ``draw_patterns`` (``draw_layer_outputs``) the chunks' forwards also record Λ of every site (of
+  every layer's own output) over the whole batch, each chunk normalised by its own BatchNorm
+  statistics: :attr:`Record.draw_sites`.
 * ``jacobian`` pass, forward + backward on the whole batch with the input requiring grad: the
   input Jacobian ``∂(Σ logits)/∂x``, one flattened row per sample (jacov, epe_nas), and the
-  width of the logits (their last axis).
+  width of the logits (their last axis). When the gradient pass runs, its forward serves the
+  Jacobian too and only the backward with respect to the input is added.
 * ``features`` pass (need ``blocks``), forward on the whole batch + one vector-Jacobian product per
   pair of consecutive blocks: AZ-NAS's per-block statistics (:class:`BlockRecord`). The blocks are
   the children of one container or of a network's stage containers, found by :func:`block_containers`.
@@ -606,24 +608,33 @@ def record(model: nn.Module, batch: Batch, needs: Iterable[str], *, gradient_dra
 
     fisher: dict[str, torch.Tensor] | None = None
     hessian: dict[str, torch.Tensor] = {}
+    jacobian = width = None
     if differentiated:
-        # one whole-batch forward serves the patterns, the gradient (and fisher) and grasp's H g
+        # one whole-batch forward serves the patterns, the gradient (and fisher), grasp's H g and the
+        # input Jacobian (its backward asks for ∂/∂x only)
         start = time.perf_counter()
+        shares_jacobian = "jacobian" in passes and batch.x.is_floating_point()
+        x = _differentiable_input(batch.x) if shares_jacobian else batch.x
         fisher_hooks = recorder.fisher_hooks() if "fisher" in needs else contextlib.nullcontext()
         attention = _twice_differentiable_attention() if "hessian" in passes else contextlib.nullcontext()
         with recorder.hooks(whole_patterns), fisher_hooks, attention:
-            loss = _loss(net, batch, loss_fn, output)
+            logits = (output or logits_of)(net(x))
+            loss = loss_fn(logits, batch.y)
             weights = [(name, recorder.layer_info[name]["module"].weight) for name in recorder.layer_order]
-            first = _first_gradient(loss, weights, create_graph="hessian" in passes)
+            first = _first_gradient(loss, weights, create_graph="hessian" in passes, retain_graph=shares_jacobian)
         if "fisher" in needs:
             fisher = dict(recorder.fisher)
         loss_value = float(loss.detach())
         if "gradient" in needs:
             gradients = {name: grad.detach() for name, grad in first.items()}
+        if shares_jacobian:     # after the fisher hooks are gone, which this backward would feed
+            jacobian, width = _jacobian_rows(x, logits, retain_graph="hessian" in passes)
         if "hessian" in passes:
             hessian = _hessian_gradient(first, weights)
         elapsed = time.perf_counter() - start
         seconds.update({name: elapsed for name in passes & {"patterns", "gradient", "hessian"}})
+        if shares_jacobian:
+            seconds["jacobian"] = elapsed
 
     if "draws" in passes:
         start = time.perf_counter()
@@ -643,8 +654,7 @@ def record(model: nn.Module, batch: Batch, needs: Iterable[str], *, gradient_dra
                 draws.setdefault(name, []).append(grad.detach())
         seconds["draws"] = time.perf_counter() - start
 
-    jacobian = width = None
-    if "jacobian" in passes:
+    if "jacobian" in passes and not differentiated:
         start = time.perf_counter()
         jacobian, width = _input_jacobian(net, recorder, batch, output)
         seconds["jacobian"] = time.perf_counter() - start
@@ -678,13 +688,15 @@ def _twice_differentiable_attention():
 
 
 def _first_gradient(loss: torch.Tensor, weights: list[tuple[str, torch.Tensor]],
-                    create_graph: bool) -> dict[str, torch.Tensor]:
+                    create_graph: bool, retain_graph: bool = False) -> dict[str, torch.Tensor]:
     """g = ∂L/∂W of each layer's weight (zeros where the loss does not reach it); differentiable
-    again with ``create_graph`` (for :func:`_hessian_gradient`)."""
+    again with ``create_graph`` (for :func:`_hessian_gradient`); ``retain_graph`` keeps the forward's
+    graph for another backward."""
     tensors = [weight for _, weight in weights]
     grads = [None] * len(tensors)
     if tensors and loss.requires_grad:   # a network without parameters has no gradient to record
-        grads = torch.autograd.grad(loss, tensors, create_graph=create_graph, allow_unused=True)
+        grads = torch.autograd.grad(loss, tensors, create_graph=create_graph,
+                                    retain_graph=create_graph or retain_graph, allow_unused=True)
     return {name: torch.zeros_like(weight) if grad is None else grad
             for (name, weight), grad in zip(weights, grads)}
 
@@ -713,13 +725,22 @@ def _input_jacobian(net, recorder: _Recorder, batch: Batch, output) -> tuple[tor
     """
     if not batch.x.is_floating_point():
         return None, None
-    x = batch.x.detach().clone().requires_grad_(True)
+    x = _differentiable_input(batch.x)
     with recorder.hooks():
         logits = (output or logits_of)(net(x))
+    return _jacobian_rows(x, logits)
+
+
+def _differentiable_input(x: torch.Tensor) -> torch.Tensor:
+    return x.detach().clone().requires_grad_(True)
+
+
+def _jacobian_rows(x: torch.Tensor, logits: torch.Tensor, retain_graph: bool = False) -> tuple[torch.Tensor, int]:
+    """(B, D) rows ∂(Σ logits)/∂x_b of an input ``x`` that requires grad, and the logits' last-axis width."""
     width = int(logits.shape[-1]) if logits.dim() else 1
     grad = None
     if logits.requires_grad:
-        (grad,) = torch.autograd.grad(logits.sum(), x, allow_unused=True)
+        (grad,) = torch.autograd.grad(logits.sum(), x, retain_graph=retain_graph, allow_unused=True)
     if grad is None:             # the output does not depend on the input
         grad = torch.zeros_like(x)
     return grad.detach().reshape(x.shape[0], -1), width
