@@ -5,7 +5,8 @@ patch 4 on 32×32, batch 8) it measures, in one run on this machine:
 
 * the floor: one forward + backward of the cross-entropy loss on the batch, in train mode, in the
   memory format lswag scores the network in (channels-last for NB201 on CPU);
-* each proxy alone (``lswag.evaluate(model, batch, [proxy])``, which builds its own probe);
+* each proxy alone (``lswag.evaluate(model, batch, [proxy])``, which builds its own probe), with the
+  options ``lswag bench`` gives it on the network's space (NB201: l_swag's window [4, 7]);
 * the whole zoo fused in one ``evaluate`` call (passes shared), and proxy-by-proxy (the sum of
   the proxies alone, which is what running each reference implementation separately costs).
 
@@ -91,14 +92,19 @@ def floor(model: nn.Module, batch: Batch) -> None:
 
 
 def measure(label: str, model: nn.Module, batch: Batch, repeats: int,
-            layout: torch.memory_format = torch.contiguous_format) -> None:
-    names = proxies.names()
+            layout: torch.memory_format = torch.contiguous_format, options: dict | None = None) -> None:
+    """``options``: proxy options as ``lswag bench`` gives them for the network's space (its proxy_defaults)."""
+    names, options = proxies.names(), options or {}
     model, batch = model.to(memory_format=layout), batch_in_layout(batch, layout)
-    evaluate(model, batch, names, memory_format=layout)       # warm-up: allocator, FLOP counter start-up
+
+    def run(chosen):
+        evaluate(model, batch, chosen, memory_format=layout,
+                 options={name: value for name, value in options.items() if name in chosen})
+
+    run(names)                                                  # warm-up: allocator, FLOP counter start-up
     base = median_seconds(lambda: floor(model, batch), repeats)
-    alone = {name: median_seconds(lambda: evaluate(model, batch, [name], memory_format=layout), repeats)
-             for name in names}
-    fused = median_seconds(lambda: evaluate(model, batch, names, memory_format=layout), repeats)
+    alone = {name: median_seconds(lambda: run([name]), repeats) for name in names}
+    fused = median_seconds(lambda: run(names), repeats)
     print(f"\n{label}: floor (one forward+backward) {base * 1000:.1f} ms; costs in floors")
     for name in sorted(names, key=alone.get):
         passes = sorted({lswag.probe.PASS_OF_NEED[n] for n in proxies.get(name).needs})
@@ -150,8 +156,9 @@ def main():
     print(f"torch {torch.__version__}, {args.threads} threads, medians of {args.repeats}")
     space = lswag.spaces.get("nb201")
     cell = space.build(space.parse("13714"), num_classes=10, seed=0)
-    measure("NB201 cell #13714, batch 64, 32x32, channels-last", cell,
-            lswag.load_batch("gaussian", batch_size=64, image_size=32), args.repeats, layout_of("nb201"))
+    measure("NB201 cell #13714, batch 64, 32x32, channels-last, l_swag in NB201's window [4, 7]", cell,
+            lswag.load_batch("gaussian", batch_size=64, image_size=32), args.repeats, layout_of("nb201"),
+            space.proxy_defaults)
     torch.manual_seed(0)
     measure("small ViT (dim 192, depth 4), batch 8, 32x32", SmallViT(),
             lswag.load_batch("gaussian", batch_size=8, image_size=32), args.repeats)

@@ -32,11 +32,14 @@ NB201_CELL = "13714"
 
 
 def costs(model, batch, proxies, repeats, space: str) -> dict[str, float]:
-    """Seconds of the floor and of each proxy alone on ``batch``, in the layout lswag scores ``space`` in."""
-    layout = layout_of(space)
+    """Seconds of the floor and of each proxy alone on ``batch``, in the layout lswag scores ``space`` in and
+    with the options it gives the proxy there (NB201: l_swag's window [4, 7])."""
+    layout, defaults = layout_of(space), lswag.spaces.get(space).proxy_defaults
     model, batch = model.to(memory_format=layout), batch_in_layout(batch, layout)
     runs = {"floor": lambda: floor(model, batch)}
-    runs.update({name: (lambda name=name: evaluate(model, batch, [name], memory_format=layout)) for name in proxies})
+    runs.update({name: (lambda name=name: evaluate(model, batch, [name], memory_format=layout,
+                                                   options={name: defaults[name]} if name in defaults else None))
+                 for name in proxies})
     for run in runs.values():
         run()                                                # warm-up: allocator, lazy inits
     return {name: median_seconds(run, repeats) for name, run in runs.items()}
