@@ -35,7 +35,7 @@ import torch.nn.functional as F
 import lswag
 from lswag import proxies
 from lswag.data import Batch
-from lswag.scoring import evaluate
+from lswag.scoring import evaluate, space_options
 
 
 class Block(nn.Module):
@@ -92,14 +92,14 @@ def floor(model: nn.Module, batch: Batch) -> None:
 
 
 def measure(label: str, model: nn.Module, batch: Batch, repeats: int,
-            layout: torch.memory_format = torch.contiguous_format, options: dict | None = None) -> None:
-    """``options``: proxy options as ``lswag bench`` gives them for the network's space (its proxy_defaults)."""
-    names, options = proxies.names(), options or {}
+            layout: torch.memory_format = torch.contiguous_format, space: str | None = None) -> None:
+    """``space``: the proxies get the options ``lswag bench`` gives them there (its proxy_defaults)."""
+    names = proxies.names()
     model, batch = model.to(memory_format=layout), batch_in_layout(batch, layout)
 
     def run(chosen):
         evaluate(model, batch, chosen, memory_format=layout,
-                 options={name: value for name, value in options.items() if name in chosen})
+                 options=space_options(lswag.spaces.get(space), chosen) if space else None)
 
     run(names)                                                  # warm-up: allocator, FLOP counter start-up
     base = median_seconds(lambda: floor(model, batch), repeats)
@@ -158,7 +158,7 @@ def main():
     cell = space.build(space.parse("13714"), num_classes=10, seed=0)
     measure("NB201 cell #13714, batch 64, 32x32, channels-last, l_swag in NB201's window [4, 7]", cell,
             lswag.load_batch("gaussian", batch_size=64, image_size=32), args.repeats, layout_of("nb201"),
-            space.proxy_defaults)
+            "nb201")
     torch.manual_seed(0)
     measure("small ViT (dim 192, depth 4), batch 8, 32x32", SmallViT(),
             lswag.load_batch("gaussian", batch_size=8, image_size=32), args.repeats)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 import lswag
-from lswag.scoring import evaluate
+from lswag.scoring import evaluate, space_options
 from lswag.spaces.autoformer import ViTConfig
 
 from bench_passes import batch_in_layout, floor, layout_of, median_seconds   # this folder: run as a script
@@ -34,11 +34,11 @@ NB201_CELL = "13714"
 def costs(model, batch, proxies, repeats, space: str) -> dict[str, float]:
     """Seconds of the floor and of each proxy alone on ``batch``, in the layout lswag scores ``space`` in and
     with the options it gives the proxy there (NB201: l_swag's window [4, 7])."""
-    layout, defaults = layout_of(space), lswag.spaces.get(space).proxy_defaults
+    layout = layout_of(space)
     model, batch = model.to(memory_format=layout), batch_in_layout(batch, layout)
     runs = {"floor": lambda: floor(model, batch)}
     runs.update({name: (lambda name=name: evaluate(model, batch, [name], memory_format=layout,
-                                                   options={name: defaults[name]} if name in defaults else None))
+                                                   options=space_options(lswag.spaces.get(space), [name])))
                  for name in proxies})
     for run in runs.values():
         run()                                                # warm-up: allocator, lazy inits

@@ -572,9 +572,10 @@ def record(model: nn.Module, batch: Batch, needs: Iterable[str], *, gradient_dra
     passes. ``loss_fn(logits, y)`` defaults to cross-entropy; ``output`` picks the logits from the
     model's output when :func:`logits_of` cannot. ``ntk_samples`` limits the ``ntk`` pass to the
     first examples of the batch (None: all of it). ``draw_window`` (p1, p2) limits the ``draws``
-    passes to the layers of depth percentiles p1..p2 (None: every layer). ``memory_format`` is the layout the private
-    copy's 4-D weights and the batch's images run in (``torch.channels_last`` speeds up the
-    convolutions of some networks on CPU; values change only by rounding).
+    passes to the layers of depth percentiles p1..p2 (None: every layer). ``memory_format`` is
+    the layout the private copy's 4-D weights and the batch's images run in
+    (``torch.channels_last`` speeds up the convolutions of some networks on CPU; values change
+    only by rounding).
     """
     needs = frozenset(needs)
     if needs - NEEDS:
@@ -632,9 +633,7 @@ def record(model: nn.Module, batch: Batch, needs: Iterable[str], *, gradient_dra
         if "hessian" in passes:
             hessian = _hessian_gradient(first, weights)
         elapsed = time.perf_counter() - start
-        seconds.update({name: elapsed for name in passes & {"patterns", "gradient", "hessian"}})
-        if shares_jacobian:
-            seconds["jacobian"] = elapsed
+        seconds.update({name: elapsed for name in passes & {"patterns", "gradient", "hessian", "jacobian"}})
 
     if "draws" in passes:
         start = time.perf_counter()
