@@ -8,7 +8,8 @@ is appended to ``OUT/runs.csv`` at once, so the script resumes; the summary tabl
 the seeds) is printed as Markdown and written to ``OUT/table.md``.
 
 Every candidate is scored with every fitness proxy at once (``SearchConfig.also``), which shares
-the probe's passes and lets the other fitnesses' searches find it in the store.
+the probe's passes and lets the other fitnesses' searches find it in the store; LIBRA's pool is
+scored on its calibration cells, and its candidates with the three proxies it chose.
 
     python benchmarks/nb201_search.py --evaluations 100 --seeds 10 --out runs/search
     python benchmarks/nb201_search.py --evaluations 1000 --seeds 3 --fitness l_swag,nwot --out runs/search
@@ -65,7 +66,9 @@ def main() -> None:
             csv.writer(f).writerow(COLUMNS)
     fitnesses = args.fitness.split(",")
     prune_build = {k: int(v) for k, v in (kv.split("=") for kv in args.prune_build.split(","))}
-    proxies = tuple(dict.fromkeys([f for f in fitnesses if f != "libra"] + (list(LIBRA_POOL) if "libra" in fitnesses else [])))
+    # scored with every candidate so that the other fitnesses' searches find it in the store; LIBRA's pool
+    # is scored on its calibration cells only, and a LIBRA search then scores the three proxies it chose
+    proxies = tuple(f for f in fitnesses if f != "libra")
 
     def run(strategy: str, fitness: str, seed: int) -> None:
         budget = "supernet" if strategy == "prune" else str(args.evaluations)
