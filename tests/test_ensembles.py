@@ -335,6 +335,38 @@ def test_az_blocks_span_every_stage_container():
     assert [name for name, _ in probe.block_containers(StemBlocks())] == ["blocks"]
 
 
+class InputBlocks(nn.Module):
+    """Blocks fed a weight-free function of the input: the input of the first block requires grad only
+    when the input does."""
+
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.Sequential(Residual(2), Residual(2, 2), Residual(2))
+        self.fc = nn.Linear(2, 3)
+
+    def forward(self, x):
+        return self.fc(self.blocks(2 * x).mean((2, 3)))
+
+
+@pytest.mark.parametrize("model", [Staged, InputBlocks])
+def test_az_blocks_on_the_gradient_pass_forward_change_no_value(model):
+    """With a gradient pass, its forward keeps the block maps (and feeds the input Jacobian too): the
+    block statistics equal those of the features pass's own forward, the gradients those without it."""
+    torch.manual_seed(13)
+    net, batch = model(), make_batch(randn(6, 2, 8, 8, seed=16))
+    alone = probe.record(net, batch, {"blocks"})
+    needs = {"gradient", "fisher", "hessian", "input_jacobian"}
+    without = probe.record(net, batch, needs)
+    shared = probe.record(net, batch, needs | {"blocks"})
+    assert set(shared.seconds) == {"gradient", "hessian", "jacobian", "features"}
+    assert shared.blocks == alone.blocks and shared.block_container == alone.block_container
+    assert any(b.gain for b in alone.blocks)
+    assert torch.equal(shared.input_jacobian, without.input_jacobian)
+    for a, b in zip(without.layers, shared.layers):
+        assert torch.equal(a.gradient, b.gradient) and torch.equal(a.fisher, b.fisher)
+        assert torch.equal(a.hessian_gradient, b.hessian_gradient)
+
+
 def test_az_failures_with_reasons():
     batch = make_batch(randn(8, 4, seed=15))
     torch.manual_seed(11)

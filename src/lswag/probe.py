@@ -38,6 +38,7 @@ is left exactly as it was (parameters, buffers, train/eval mode, requires_grad, 
 * ``features`` pass (need ``blocks``), forward on the whole batch + one vector-Jacobian product per
   pair of consecutive blocks: AZ-NAS's per-block statistics (:class:`BlockRecord`). The blocks are
   the children of one container or of a network's stage containers, found by :func:`block_containers`.
+  When the gradient pass runs, its forward keeps the block maps and only the products are added.
 * ``ntk`` pass, forward of the first S examples (``ntk_samples``, default all) + S backward: the
   empirical NTK Θ = G Gᵀ (S × S, float64), row b of G the gradient of Σ_c logits[b, c] with
   respect to every parameter whose name contains ``weight`` (TE-NAS).
@@ -601,6 +602,9 @@ def record(model: nn.Module, batch: Batch, needs: Iterable[str], *, gradient_dra
     if "patterns" in passes:
         whole_patterns = _Patterns(needs, whole=True, outputs_of_all_layers="layer_outputs" in needs)
     differentiated = passes & {"gradient", "hessian"}
+    containers = block_containers(net) if "features" in passes else []
+    capture = _BlockCapture(containers, net) if containers else None
+    shares_features = capture is not None and bool(differentiated)
     if "patterns" in passes and not differentiated:
         start = time.perf_counter()
         with recorder.hooks(whole_patterns), torch.no_grad():
@@ -610,30 +614,39 @@ def record(model: nn.Module, batch: Batch, needs: Iterable[str], *, gradient_dra
     fisher: dict[str, torch.Tensor] | None = None
     hessian: dict[str, torch.Tensor] = {}
     jacobian = width = None
+    blocks = container = None
     if differentiated:
-        # one whole-batch forward serves the patterns, the gradient (and fisher), grasp's H g and the
-        # input Jacobian (its backward asks for ∂/∂x only)
+        # one whole-batch forward serves the patterns, the gradient (and fisher), grasp's H g, the
+        # input Jacobian (its backward asks for ∂/∂x only) and AZ-NAS's block maps
         start = time.perf_counter()
         shares_jacobian = "jacobian" in passes and batch.x.is_floating_point()
         x = _differentiable_input(batch.x) if shares_jacobian else batch.x
         fisher_hooks = recorder.fisher_hooks() if "fisher" in needs else contextlib.nullcontext()
         attention = _twice_differentiable_attention() if "hessian" in passes else contextlib.nullcontext()
-        with recorder.hooks(whole_patterns), fisher_hooks, attention:
+        # entered first, so that the other hooks see the clones the block hooks hand on
+        block_hooks = capture.hooks() if shares_features else contextlib.nullcontext()
+        with block_hooks, recorder.hooks(whole_patterns), fisher_hooks, attention:
             logits = (output or logits_of)(net(x))
             loss = loss_fn(logits, batch.y)
             weights = [(name, recorder.layer_info[name]["module"].weight) for name in recorder.layer_order]
-            first = _first_gradient(loss, weights, create_graph="hessian" in passes, retain_graph=shares_jacobian)
+            first = _first_gradient(loss, weights, create_graph="hessian" in passes,
+                                    retain_graph=shares_jacobian or shares_features)
         if "fisher" in needs:
             fisher = dict(recorder.fisher)
         loss_value = float(loss.detach())
         if "gradient" in needs:
             gradients = {name: grad.detach() for name, grad in first.items()}
-        if shares_jacobian:     # after the fisher hooks are gone, which this backward would feed
-            jacobian, width = _jacobian_rows(x, logits, retain_graph="hessian" in passes)
+        # after the fisher hooks are gone, which these backwards would feed; before H g, whose
+        # backward frees the forward's graph
+        if shares_jacobian:
+            jacobian, width = _jacobian_rows(x, logits, retain_graph="hessian" in passes or shares_features)
+        if shares_features:
+            blocks, container = _block_statistics(capture, containers, x if shares_jacobian else None)
         if "hessian" in passes:
             hessian = _hessian_gradient(first, weights)
         elapsed = time.perf_counter() - start
-        seconds.update({name: elapsed for name in passes & {"patterns", "gradient", "hessian", "jacobian"}})
+        shared = {"patterns", "gradient", "hessian", "jacobian", "features"}
+        seconds.update({name: elapsed for name in passes & shared})
 
     if "draws" in passes:
         start = time.perf_counter()
@@ -658,10 +671,13 @@ def record(model: nn.Module, batch: Batch, needs: Iterable[str], *, gradient_dra
         jacobian, width = _input_jacobian(net, recorder, batch, output)
         seconds["jacobian"] = time.perf_counter() - start
 
-    blocks = container = None
-    if "features" in passes:
+    if "features" in passes and not shares_features:
         start = time.perf_counter()
-        blocks, container = _block_records(net, recorder, batch)
+        blocks, container = [], None
+        if capture is not None:
+            with recorder.hooks(), capture.hooks():
+                net(batch.x)
+            blocks, container = _block_statistics(capture, containers)
         seconds["features"] = time.perf_counter() - start
 
     ntk = None
@@ -886,19 +902,17 @@ def block_gain(g_in: torch.Tensor, g_out: torch.Tensor) -> tuple[float | None, s
     return float(torch.linalg.matrix_norm(matrix, ord=2)), None
 
 
-def _block_records(net, recorder: _Recorder, batch: Batch) -> tuple[list[BlockRecord], str | None]:
-    """The ``features`` pass: one forward of the batch with the block maps kept, their entropies, then
-    for each pair of consecutive maps (last pair first, as AZ-NAS) a ±1 gradient G_out drawn for the
-    later map from a CPU generator seeded with :data:`RADEMACHER_SEED` (``randint(0, 2) * 2 − 1``)
-    and its vector-Jacobian product G_in = ∂⟨map_i, G_out⟩/∂map_{i−1}; a map the later one does not
-    depend on gets G_in = 0."""
-    containers = block_containers(net)
-    if not containers:
-        return [], None
+def _block_statistics(capture: _BlockCapture, containers, differentiable_input: torch.Tensor | None = None
+                      ) -> tuple[list[BlockRecord], str | None]:
+    """The ``features`` pass's statistics of the block maps a forward left in ``capture``: their
+    entropies, then for each pair of consecutive maps (last pair first, as AZ-NAS) a ±1 gradient
+    G_out drawn for the later map from a CPU generator seeded with :data:`RADEMACHER_SEED`
+    (``randint(0, 2) * 2 − 1``) and its vector-Jacobian product G_in = ∂⟨map_i, G_out⟩/∂map_{i−1};
+    a map the later one does not depend on, or that depends on no weight, gets G_in = 0.
+
+    ``differentiable_input`` is the input of a forward shared with the input Jacobian: maps that
+    require grad through it alone are treated as the pass's own forward sees them, constants."""
     name = ", ".join(n or "the model" for n, _ in containers)
-    capture = _BlockCapture(containers, net)
-    with recorder.hooks(), capture.hooks():
-        net(batch.x)
     features = capture.features
     blocks = [BlockRecord(name=n, shape=tuple(t.shape), entropy=feature_entropy(t)) for n, t in features]
     generator = torch.Generator().manual_seed(RADEMACHER_SEED)
@@ -906,7 +920,8 @@ def _block_records(net, recorder: _Recorder, batch: Batch) -> tuple[list[BlockRe
         f_in, f_out = features[i - 1][1], features[i][1]
         g_out = (torch.randint(0, 2, f_out.shape, generator=generator) * 2 - 1).to(f_out.dtype).to(f_out.device)
         g_in = None
-        if f_out.requires_grad and f_in.requires_grad:
+        if f_out.requires_grad and f_in.requires_grad and (
+                differentiable_input is None or _reaches_a_weight(f_in, differentiable_input)):
             (g_in,) = torch.autograd.grad(f_out, f_in, g_out, retain_graph=True, allow_unused=True)
         if g_in is None:
             g_in = torch.zeros_like(f_in)
@@ -915,6 +930,22 @@ def _block_records(net, recorder: _Recorder, batch: Batch) -> tuple[list[BlockRe
             continue
         blocks[i].gain, blocks[i].problem = block_gain(g_in.detach(), g_out)
     return blocks, name
+
+
+def _reaches_a_weight(tensor: torch.Tensor, differentiable_input: torch.Tensor) -> bool:
+    """Whether ``tensor``'s autograd graph leads to a leaf other than ``differentiable_input``
+    (a parameter): what its ``requires_grad`` would say had the input not required grad."""
+    stack, seen = [tensor.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        leaf = getattr(node, "variable", None)      # AccumulateGrad's
+        if leaf is not None and leaf is not differentiable_input:
+            return True
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return False
 
 
 def _empirical_ntk(net, recorder: _Recorder, batch: Batch, output) -> np.ndarray:
