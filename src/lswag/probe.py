@@ -603,7 +603,7 @@ def record(model: nn.Module, batch: Batch, needs: Iterable[str], *, gradient_dra
         whole_patterns = _Patterns(needs, whole=True, outputs_of_all_layers="layer_outputs" in needs)
     differentiated = passes & {"gradient", "hessian"}
     containers = block_containers(net) if "features" in passes else []
-    capture = _BlockCapture(containers, net) if containers else None
+    capture = _BlockCapture(containers, net) if containers else None   # None: no blocks to record
     shares_features = capture is not None and bool(differentiated)
     if "patterns" in passes and not differentiated:
         start = time.perf_counter()
@@ -641,7 +641,7 @@ def record(model: nn.Module, batch: Batch, needs: Iterable[str], *, gradient_dra
         if shares_jacobian:
             jacobian, width = _jacobian_rows(x, logits, retain_graph="hessian" in passes or shares_features)
         if shares_features:
-            blocks, container = _block_statistics(capture, containers, x if shares_jacobian else None)
+            blocks, container = _block_statistics(capture, x if shares_jacobian else None)
         if "hessian" in passes:
             hessian = _hessian_gradient(first, weights)
         elapsed = time.perf_counter() - start
@@ -675,9 +675,9 @@ def record(model: nn.Module, batch: Batch, needs: Iterable[str], *, gradient_dra
         start = time.perf_counter()
         blocks, container = [], None
         if capture is not None:
-            with recorder.hooks(), capture.hooks():
+            with capture.hooks(), recorder.hooks():
                 net(batch.x)
-            blocks, container = _block_statistics(capture, containers)
+            blocks, container = _block_statistics(capture)
         seconds["features"] = time.perf_counter() - start
 
     ntk = None
@@ -902,7 +902,7 @@ def block_gain(g_in: torch.Tensor, g_out: torch.Tensor) -> tuple[float | None, s
     return float(torch.linalg.matrix_norm(matrix, ord=2)), None
 
 
-def _block_statistics(capture: _BlockCapture, containers, differentiable_input: torch.Tensor | None = None
+def _block_statistics(capture: _BlockCapture, differentiable_input: torch.Tensor | None = None
                       ) -> tuple[list[BlockRecord], str | None]:
     """The ``features`` pass's statistics of the block maps a forward left in ``capture``: their
     entropies, then for each pair of consecutive maps (last pair first, as AZ-NAS) a ±1 gradient
@@ -912,7 +912,7 @@ def _block_statistics(capture: _BlockCapture, containers, differentiable_input: 
 
     ``differentiable_input`` is the input of a forward shared with the input Jacobian: maps that
     require grad through it alone are treated as the pass's own forward sees them, constants."""
-    name = ", ".join(n or "the model" for n, _ in containers)
+    name = ", ".join(n or "the model" for n, _ in capture.containers)
     features = capture.features
     blocks = [BlockRecord(name=n, shape=tuple(t.shape), entropy=feature_entropy(t)) for n, t in features]
     generator = torch.Generator().manual_seed(RADEMACHER_SEED)
