@@ -62,6 +62,37 @@ def suite_zero_tnb(kind: str) -> dict[str, dict[str, float]]:
     return table
 
 
+def shared_archs_agreement(runs: Path, kind: str, tasks: list[str]) -> None:
+    """Spearman ρ between lswag's and Suite-Zero's scores of each proxy on the networks both scored.
+
+    lswag's scores come from the run's store (``RUNS/tnb101_KIND.sqlite``, one per kind, the tasks
+    told apart by their ``build`` setting); a check that both compute the same proxy on different
+    inputs (lswag: ImageNet images at 64²; Suite-Zero: NASLib's TransNAS-Bench data).
+    """
+    store = runs / f"tnb101_{kind}.sqlite"
+    if not store.exists():
+        return
+    folder = SHARED / f"transnasbench101_{kind}"
+    print(f"\n### tnb101_{kind}: lswag's and Suite-Zero's scores on the networks both scored (Spearman)\n")
+    header = None
+    for task in tasks:
+        mine = read_scores(store, metric=task, truth=folder / f"tnb101_{kind}_groundtruth_wide.csv",
+                           setting={"build": f"*{task}*"})
+        theirs = read_scores(folder / f"tnb101_{kind}_suite0_partial_13proxies.csv", metric="val_accuracy",
+                             dataset=task, space=f"tnb101_{kind}")
+        where = {arch: i for i, arch in enumerate(theirs.archs)}
+        pairs = [(i, where[arch]) for i, arch in enumerate(mine.archs) if arch in where]
+        common = [p for p in mine.proxies if p in theirs.proxies]
+        if header is None:
+            header = common
+            print("| task | networks | " + " | ".join(common) + " |")
+            print("|---|---|" + "---|" * len(common))
+        ours_index, theirs_index = (list(side) for side in zip(*pairs))
+        values = [correlate(mine.columns[p][ours_index], theirs.columns[p][theirs_index], n_boot=0).spearman
+                  for p in header]
+        print(f"| {task} | {len(pairs)} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
+
+
 def print_table(title: str, runs: dict[str, dict], reference: dict[str, dict[str, float]], columns: list[str]) -> None:
     print(f"\n### {title}\n")
     print("| proxy | " + " | ".join(columns) + " |")
@@ -109,6 +140,7 @@ def main() -> None:
         sizes = ", ".join(f"{task} {int(reference[task]['n'])}" for task in runs)
         paper = ", ".join(f"{task} {PAPER_LSWAG[(kind, task)]}" for task in runs if (kind, task) in PAPER_LSWAG)
         print(f"\nSuite-Zero's archs per task: {sizes}. Paper's L-SWAG (Tab. 3, 1000 archs): {paper or '–'}.")
+        shared_archs_agreement(args.runs, kind, list(runs))
 
 
 if __name__ == "__main__":
