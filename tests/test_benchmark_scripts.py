@@ -2,6 +2,7 @@
 figures (the measurements themselves are docs/performance.md's, never a timed test)."""
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import subprocess
@@ -108,3 +109,25 @@ def test_lswag_options_script_scores_a_task_network_as_the_library_does(tmp_path
                             capture_output=True, text=True, timeout=300)
     assert chosen.returncode == 0, chosen.stderr[-2000:]
     assert "fold 1: picked" in chosen.stdout
+
+
+def test_spaces_report_prints_a_run_beside_suite_zero_and_the_paper(tmp_path):
+    shared_file("benchmarks/transnasbench101_micro/tnb101_micro_suite0_partial_13proxies.csv")
+    run_folder = tmp_path / "tnb101_micro_normal"
+    run_folder.mkdir()
+    header = "benchmark,proxy,n,failures,spearman,spearman_low,spearman_high,kendall,kendall_low,kendall_high,mean_seconds"
+    (run_folder / "correlations.csv").write_text(
+        header + "\nnormal,l_swag,500,0,0.6646,0.6078,0.7121,0.47,0.42,0.51,2.4\n"
+        "normal,nwot,500,3,0.5754,0.50,0.64,0.40,0.35,0.45,0.5\n")
+    run = subprocess.run([sys.executable, str(BENCHMARKS / "spaces_report.py"), "--runs", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = run.stdout.splitlines()
+    assert "| l_swag | 0.665 [0.61, 0.71] |" in lines
+    assert "| nwot | 0.575 [0.50, 0.64] (3 failed) |" in lines
+    # Suite-Zero scored nwot on its own sample of the task, not l_swag
+    start = lines.index("### tnb101_micro: Suite-Zero on its own sample") + 4
+    suite_zero = list(itertools.takewhile(lambda line: line.startswith("|"), lines[start:]))
+    assert [line.split("|")[1].strip() for line in suite_zero] == ["nwot"]
+    assert -1 <= float(suite_zero[0].split("|")[2]) <= 1
+    assert "Tab. 3, 1000 archs): normal 0.75; over all layers (Tab. 5, ALL): normal 0.68." in run.stdout
