@@ -113,12 +113,17 @@ def test_lswag_options_script_scores_a_task_network_as_the_library_does(tmp_path
 
 def test_spaces_report_prints_a_run_beside_suite_zero_and_the_paper(tmp_path):
     shared_file("benchmarks/transnasbench101_micro/tnb101_micro_suite0_partial_13proxies.csv")
+    import csv
+
+    from lswag.bench import TABLE_COLUMNS
+
     run_folder = tmp_path / "tnb101_micro_normal"
     run_folder.mkdir()
-    header = "benchmark,proxy,n,failures,spearman,spearman_low,spearman_high,kendall,kendall_low,kendall_high,mean_seconds"
-    (run_folder / "correlations.csv").write_text(
-        header + "\nnormal,l_swag,500,0,0.6646,0.6078,0.7121,0.47,0.42,0.51,2.4\n"
-        "normal,nwot,500,3,0.5754,0.50,0.64,0.40,0.35,0.45,0.5\n")
+    with open(run_folder / "correlations.csv", "w", newline="") as f:
+        table = csv.writer(f)
+        table.writerow(TABLE_COLUMNS)
+        table.writerows([["normal", "l_swag", 500, 0, 0.6646, 0.6078, 0.7121, 0.47, 0.42, 0.51, 2.4],
+                         ["normal", "nwot", 500, 3, 0.5754, 0.50, 0.64, 0.40, 0.35, 0.45, 0.5]])
     run = subprocess.run([sys.executable, str(BENCHMARKS / "spaces_report.py"), "--runs", str(tmp_path)],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
