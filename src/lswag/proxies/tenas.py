@@ -58,10 +58,13 @@ def te_linear_regions(record: Record, model) -> float:
     samples share a linear region when their codes are equal. Counted from the NWOT kernel, which
     holds for each pair the number of units on which they agree: i and j are equal exactly when
     K_ij equals the total number of units. TE-NAS's ``Linear_Region_Collector`` counts the same
-    quantity (Σ_i 1 / |{j : code_j = code_i}|) over ReLU outputs with 4-D inputs, on a batch of
-    Gaussian images of the data's shape; here every activation site (ReLU, GELU, ...) of any rank
-    counts and the batch is the probe's (pass a ``gaussian`` batch for TE-NAS's input). With large
-    inputs nearly every sample has its own pattern and the count saturates at B.
+    quantity (Σ_i 1 / |{j : code_j = code_i}|) over ReLU outputs with 4-D inputs; AZ-NAS's re-use
+    runs it on the network itself with one batch of Gaussian images of the data's shape, as here,
+    where every activation site (ReLU, GELU, ...) of any rank counts and the batch is the probe's
+    (pass a ``gaussian`` batch for AZ-NAS's input). With such inputs nearly every sample has its
+    own pattern and the count saturates at B (it does on DARTS and NB301 at 32²). TE-NAS's own
+    pruning counts on a thin copy of the network (C = 1, N = 1, no stem) fed 3 × 1000 Gaussian
+    1-channel 3 × 3 inputs, which does not saturate; lswag builds no such copy.
     """
     require_sites(record)
     kernel = record.kernel
