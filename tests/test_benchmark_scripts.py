@@ -2,6 +2,7 @@
 figures (the measurements themselves are docs/performance.md's, never a timed test)."""
 from __future__ import annotations
 
+import csv
 import itertools
 import math
 import os
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from conftest import shared_file
+
+from lswag.bench import TABLE_COLUMNS
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -113,10 +116,6 @@ def test_lswag_options_script_scores_a_task_network_as_the_library_does(tmp_path
 
 def test_spaces_report_prints_a_run_beside_suite_zero_and_the_paper(tmp_path):
     shared_file("benchmarks/transnasbench101_micro/tnb101_micro_suite0_partial_13proxies.csv")
-    import csv
-
-    from lswag.bench import TABLE_COLUMNS
-
     run_folder = tmp_path / "tnb101_micro_normal"
     run_folder.mkdir()
     with open(run_folder / "correlations.csv", "w", newline="") as f:
