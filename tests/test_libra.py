@@ -276,6 +276,18 @@ def test_read_scores_joins_an_lswag_store_with_its_truth(tmp_path):
     both = read_scores([tmp_path / "runs.sqlite", tmp_path / "more.sqlite"], truth=tmp_path / "truth.csv",
                        metric="acc", setting={"s": "1"})
     assert both.proxies == ("nwot", "snip", "zico") and both.columns["zico"].tolist() == [0.0, 10.0, 20.0, 30.0]
+    with Store(tmp_path / "more.sqlite", "nb201") as store:  # a proxy being added, on 2 archs so far
+        for arch in archs[:2]:
+            store.add(arch, [("synflow", {"s": 1}, 1.0, 0.1)])
+    with pytest.raises(LswagError, match="only 2 archs"):
+        read_scores([tmp_path / "runs.sqlite", tmp_path / "more.sqlite"], truth=tmp_path / "truth.csv",
+                    metric="acc", setting={"s": "1"})
+    chosen = read_scores([tmp_path / "runs.sqlite", tmp_path / "more.sqlite"], truth=tmp_path / "truth.csv",
+                         metric="acc", setting={"s": "1"}, proxies=["snip", "zico"])
+    assert chosen.proxies == ("snip", "zico") and len(chosen) == 4 and "nwot" not in chosen.columns
+    with pytest.raises(LswagError, match="unknown proxy 'fisher'"):
+        read_scores(tmp_path / "runs.sqlite", truth=tmp_path / "truth.csv", metric="acc", setting={"s": "1"},
+                    proxies=["fisher"])
     with pytest.raises(LswagError, match="nwot is in both"):
         read_scores([tmp_path / "runs.sqlite", tmp_path / "runs.sqlite"], truth=tmp_path / "truth.csv",
                     metric="acc", setting={"s": "1"})

@@ -118,8 +118,8 @@ def _cmd_libra(args) -> None:
     table = read_scores(args.scores, metric=args.metric, truth=args.truth, space=args.space,
                         arch_column=args.arch_column, dataset=args.dataset,
                         setting=dict(_split_setting(text) for text in args.setting), duplicates=args.duplicates,
-                        column_names=args.column_names.split(",") if args.column_names else None
-                        ).sample(args.n, args.seed)
+                        column_names=args.column_names.split(",") if args.column_names else None,
+                        proxies=args.proxies.split(",") if args.proxies else None).sample(args.n, args.seed)
     options = {"tolerance": args.tolerance, "max_tolerance": args.max_tolerance, "bins": int(args.bins) if args.bins.isdigit() else args.bins,
                "bias_feature": args.bias, "bias_method": args.bias_method, "combination": args.combination}
     if args.proxies:
@@ -366,7 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     libra.add_argument("--column-names", metavar="A,B,...", help="header of a truth CSV that has none")
     libra.add_argument("--duplicates", choices=DUPLICATES, default="error",
                        help="truth rows of the same architecture (e.g. NB101 seeds): an error, or their mean")
-    libra.add_argument("--proxies", help="comma-separated candidate proxies (default: every numeric column)")
+    libra.add_argument("--proxies", help="comma-separated candidate proxies (default: every numeric column); from "
+                                         "stores only these are read, so archs lacking another proxy still count")
     libra.add_argument("--setting", action="append", default=[], metavar="[PROXY:]KEY=VALUE",
                        help="stores: keep results computed with this setting, e.g. 'data=*cifar10*', or only for one "
                             "proxy, e.g. 'l_swag:options=*log*' (wildcards * ?; repeatable)")

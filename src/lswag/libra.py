@@ -194,7 +194,7 @@ def _read_store(path: Path, setting: Mapping[str, str]):
 
 
 def _read_stores(paths: list[Path], *, metric: str, truth, arch_column: str, dataset: str | None,
-                 setting: Mapping[str, str], **truth_options) -> ScoreTable:
+                 setting: Mapping[str, str], proxies: Sequence[str] | None, **truth_options) -> ScoreTable:
     """The stores' proxies joined with the truth file (see :func:`read_scores`)."""
     if truth is None:
         raise LswagError(f"{paths[0]} is an lswag store: give --truth, the ground-truth file of its archs")
@@ -211,6 +211,11 @@ def _read_stores(paths: list[Path], *, metric: str, truth, arch_column: str, dat
                 raise LswagError(f"{proxy} is in both {origin[proxy]} and {path}; leave one store out")
             origin[proxy] = path
         by_proxy.update(found)
+    if proxies is not None:
+        unknown = [p for p in proxies if p not in by_proxy]
+        if unknown:
+            raise unknown_choice("proxy", unknown[0], by_proxy)
+        by_proxy = {p: by_proxy[p] for p in proxies}
     space_obj = spaces.get(store_space)
     ground = load_truth(truth, space=store_space, metric=metric, arch_column=arch_column, dataset=dataset,
                         **truth_options)
@@ -229,7 +234,7 @@ def _read_stores(paths: list[Path], *, metric: str, truth, arch_column: str, dat
 def read_scores(scores: str | Path | Sequence[str | Path], *, metric: str, truth: str | Path | None = None,
                 space: str | None = None, arch_column: str = "arch_str", dataset: str | None = None,
                 setting: Mapping[str, str] | None = None, duplicates: str = "error",
-                column_names: Sequence[str] | None = None) -> ScoreTable:
+                column_names: Sequence[str] | None = None, proxies: Sequence[str] | None = None) -> ScoreTable:
     """The :class:`ScoreTable` of a CSV score table or ``lswag bench`` stores, with the truth ``metric``.
 
     * CSV, ``truth`` None or the same file: the metric is a column of the table; every other
@@ -243,7 +248,9 @@ def read_scores(scores: str | Path | Sequence[str | Path], *, metric: str, truth
       (required) is read with :func:`lswag.benchmarks.load_truth`; the candidates are the stores'
       proxies (each in one store only), kept on the architectures that have all of them and a
       truth value. ``setting`` selects among results computed under different settings
-      (:func:`_read_store`).
+      (:func:`_read_store`); ``proxies`` reads only those, so that archs still missing another
+      proxy of the store (a run adding proxies, not yet finished) are kept. (A CSV table's
+      candidates are chosen by ``proxies`` of :func:`fit` and :func:`evaluate` instead.)
 
     ``duplicates`` and ``column_names`` go to :func:`lswag.benchmarks.load_truth` for a separate
     truth file (rows of one architecture averaged; a header for a CSV that has none).
@@ -255,7 +262,7 @@ def read_scores(scores: str | Path | Sequence[str | Path], *, metric: str, truth
             raise LswagError(f"scores file not found: {path}")
     if any(_is_store(path) for path in paths):
         return _read_stores(paths, metric=metric, truth=truth, arch_column=arch_column, dataset=dataset,
-                            setting=setting or {}, **truth_options)
+                            setting=setting or {}, proxies=proxies, **truth_options)
     if len(paths) > 1:
         raise LswagError("several score files must all be lswag stores; give one CSV table")
     scores = paths[0]
