@@ -279,7 +279,7 @@ def test_read_scores_joins_an_lswag_store_with_its_truth(tmp_path):
     with Store(tmp_path / "more.sqlite", "nb201") as store:  # a proxy being added, on 2 archs so far
         for arch in archs[:2]:
             store.add(arch, [("synflow", {"s": 1}, 1.0, 0.1)])
-    with pytest.raises(LswagError, match="only 2 archs"):
+    with pytest.raises(LswagError, match=r"only 2 archs .* \(archs per proxy, fewest first: synflow 2, nwot 4, snip 4\)"):
         read_scores([tmp_path / "runs.sqlite", tmp_path / "more.sqlite"], truth=tmp_path / "truth.csv",
                     metric="acc", setting={"s": "1"})
     chosen = read_scores([tmp_path / "runs.sqlite", tmp_path / "more.sqlite"], truth=tmp_path / "truth.csv",

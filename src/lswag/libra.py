@@ -224,7 +224,9 @@ def _read_stores(paths: list[Path], *, metric: str, truth, arch_column: str, dat
     keys = [k for k in ground.archs() if k in parsed]
     names = " + ".join(map(str, paths))
     if len(keys) < 3:
-        raise LswagError(f"only {len(keys)} archs of {names} have every proxy and a truth value")
+        fewest = ", ".join(f"{p} {len(v)}" for p, v in sorted(by_proxy.items(), key=lambda item: len(item[1]))[:3])
+        raise LswagError(f"only {len(keys)} archs of {names} have every proxy and a truth value (archs per "
+                         f"proxy, fewest first: {fewest}); --proxies reads only the ones given")
     proxies = {p: np.array([by_proxy[p][parsed[k]] for k in keys]) for p in sorted(by_proxy)}
     features = {c: np.array([_finite(v.get(k)) for k in keys]) for c, v in ground.columns.items() if c not in proxies}
     return ScoreTable(f"{names} + {ground.source}", metric, tuple(keys), np.array([ground.accuracy[k] for k in keys]),
