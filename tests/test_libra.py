@@ -285,6 +285,9 @@ def test_read_scores_joins_an_lswag_store_with_its_truth(tmp_path):
     chosen = read_scores([tmp_path / "runs.sqlite", tmp_path / "more.sqlite"], truth=tmp_path / "truth.csv",
                          metric="acc", setting={"s": "1"}, proxies=["snip", "zico"])
     assert chosen.proxies == ("snip", "zico") and len(chosen) == 4 and "nwot" not in chosen.columns
+    # snip, held under 2 settings, is neither read nor an error when only nwot is asked for
+    alone = read_scores(tmp_path / "runs.sqlite", truth=tmp_path / "truth.csv", metric="acc", proxies=["nwot"])
+    assert alone.proxies == ("nwot",) and alone.columns["nwot"].tolist() == [0.0, -1.0, -2.0, -3.0]
     with pytest.raises(LswagError, match="unknown proxy 'fisher'"):
         read_scores(tmp_path / "runs.sqlite", truth=tmp_path / "truth.csv", metric="acc", setting={"s": "1"},
                     proxies=["fisher"])

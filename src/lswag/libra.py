@@ -155,8 +155,10 @@ def _settings_of(setting: Mapping[str, str], proxy: str) -> list[tuple[str, str]
     return pairs
 
 
-def _read_store(path: Path, setting: Mapping[str, str]):
-    """``(space, {proxy: {arch text: value}})`` of an ``lswag bench`` store, failures as NaN.
+def _read_store(path: Path, setting: Mapping[str, str], proxies: Sequence[str] | None):
+    """``(space, {proxy: {arch text: value}}, every proxy held)`` of an ``lswag bench`` store, failures as NaN.
+
+    ``proxies`` reads only those (the others are not read, nor checked for several settings).
 
     ``setting`` keeps the results whose settings have those values (``{"data": "*cifar10*"}``:
     the text of the value, ``*`` and ``?`` as wildcards); a proxy with none is left out. A key
@@ -177,6 +179,8 @@ def _read_store(path: Path, setting: Mapping[str, str]):
                 options.setdefault(proxy, []).append((settings_id, parsed))
         scores = {}
         for proxy, found in options.items():
+            if proxies is not None and proxy not in proxies:
+                continue
             if len(found) > 1:
                 keys = sorted({k for _, a in found for k in a if len({json.dumps(b.get(k)) for _, b in found}) > 1})
                 values = "; ".join(f"{k}: " + ", ".join(sorted({str(b.get(k)) for _, b in found})) for k in keys)
@@ -187,10 +191,10 @@ def _read_store(path: Path, setting: Mapping[str, str]):
         db.close()
     except sqlite3.DatabaseError as error:
         raise LswagError(f"cannot read lswag store {path}: {error}") from None
-    if not scores:
+    if not options:
         wanted = ", ".join(f"{k}={v}" for k, v in setting.items())
         raise LswagError(f"{path} holds no results" + (f" with {wanted}" if wanted else ""))
-    return meta["space"], scores
+    return meta["space"], scores, set(options)
 
 
 def _read_stores(paths: list[Path], *, metric: str, truth, arch_column: str, dataset: str | None,
@@ -200,9 +204,10 @@ def _read_stores(paths: list[Path], *, metric: str, truth, arch_column: str, dat
         raise LswagError(f"{paths[0]} is an lswag store: give --truth, the ground-truth file of its archs")
     if not all(_is_store(path) for path in paths):
         raise LswagError("several score files must all be lswag stores; give one CSV table")
-    store_space, by_proxy, origin = None, {}, {}
+    store_space, by_proxy, origin, held = None, {}, {}, set()
     for path in paths:
-        space, found = _read_store(path, setting)
+        space, found, names = _read_store(path, setting, proxies)
+        held |= names
         if store_space not in (None, space):
             raise LswagError(f"{path} holds space {space!r}, {paths[0]} holds {store_space!r}")
         store_space = space
@@ -211,11 +216,9 @@ def _read_stores(paths: list[Path], *, metric: str, truth, arch_column: str, dat
                 raise LswagError(f"{proxy} is in both {origin[proxy]} and {path}; leave one store out")
             origin[proxy] = path
         by_proxy.update(found)
-    if proxies is not None:
-        unknown = [p for p in proxies if p not in by_proxy]
-        if unknown:
-            raise unknown_choice("proxy", unknown[0], by_proxy)
-        by_proxy = {p: by_proxy[p] for p in proxies}
+    unknown = [p for p in proxies or () if p not in by_proxy]
+    if unknown:
+        raise unknown_choice("proxy", unknown[0], sorted(held))
     space_obj = spaces.get(store_space)
     ground = load_truth(truth, space=store_space, metric=metric, arch_column=arch_column, dataset=dataset,
                         **truth_options)
