@@ -455,6 +455,79 @@ def test_te_linear_regions_counts_distinct_sample_codes(act):
     assert got == len(per_sample) and got <= 7
 
 
+def hand_thin_regions(net, x, seed=0, samples=3000):
+    """TE-NAS's count on the thin copy, written out: the crops drawn as the docstring says, the copy
+    built under the seed, every ReLU's output binarised, distinct samples counted with a set."""
+    g = torch.Generator().manual_seed(seed)
+    b, c, h, w = x.shape
+    image, channel, top, left = (torch.randint(n, (samples,), generator=g) for n in (b, c, h - 2, w - 2))
+    crops = torch.stack([x[i, k, t:t + 3, l:l + 3] for i, k, t, l in zip(image, channel, top, left)]).unsqueeze(1)
+    torch.manual_seed(seed)
+    thin = net.thin_network().train()
+    codes = []
+    handles = [m.register_forward_hook(lambda mod, i, o: codes.append((o > 0).flatten(1)))
+               for m in thin.modules() if isinstance(m, nn.ReLU)]
+    with torch.no_grad():
+        thin(crops)
+    for h_ in handles:
+        h_.remove()
+    rows = torch.cat(codes, 1)
+    return len({tuple(row.tolist()) for row in rows})
+
+
+@pytest.mark.parametrize("space, arch", [
+    ("nb201", "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|"),
+    ("nb301", None)])
+def test_te_linear_regions_on_the_thin_copy_counts_the_crops_regions(space, arch):
+    s = lswag.spaces.get(space)
+    arch = arch or s.sample(1, seed=3)[0]
+    net = s.build(arch, seed=0, **({} if space == "nb201" else {"C": 4, "layers": 3}))
+    x = randn(16, 3, 16, 16, seed=21)
+    before = copy.deepcopy(net.state_dict())
+    got = value(net, make_batch(x, num_classes=10), "te_linear_regions", network="thin")
+    assert got == hand_thin_regions(net, x)
+    assert 1 < got <= 3000
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())      # the model is not touched
+    assert got != value(net, make_batch(x, num_classes=10), "te_linear_regions", network="thin", seed=1)
+
+
+def test_thin_copies_have_te_nas_thin_shapes():
+    nb201 = lswag.spaces.get("nb201").build("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|"
+                                            "nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|", seed=0)
+    # 6 width-1 3x3 convs and their BNs, the head's BN and a 1 -> 10 linear
+    assert sum(p.numel() for p in nb201.thin_network().parameters()) == 6 * (9 + 2) + 2 + (10 + 10)
+    darts = lswag.spaces.get("darts")
+    genotype = ("Genotype(normal=[('sep_conv_3x3', 0), ('skip_connect', 1), ('dil_conv_5x5', 0), ('max_pool_3x3', 2), "
+                "('avg_pool_3x3', 1), ('sep_conv_5x5', 3), ('dil_conv_3x3', 4), ('skip_connect', 0)], normal_concat=[2, 3, 4, 5], "
+                "reduce=[('skip_connect', 0), ('max_pool_3x3', 1), ('sep_conv_5x5', 0), ('dil_conv_5x5', 2), "
+                "('skip_connect', 1), ('sep_conv_3x3', 3), ('avg_pool_3x3', 4), ('dil_conv_3x3', 0)], reduce_concat=[2, 3, 4, 5])")
+    thin = darts.build(genotype, seed=0, C=4, layers=3).thin_network()
+    assert thin(randn(5, 1, 3, 3)).shape == (5, 10)          # the reduction's skips reduce a 3 x 3 map
+    assert thin.classifier.in_features == 8                   # 4 nodes x 2 channels after the reduction
+
+
+def test_factorized_reduce_pads_odd_maps_as_xautodl_and_leaves_even_ones_alone():
+    from lswag.spaces.darts import FactorizedReduce
+    torch.manual_seed(0)
+    reduce = FactorizedReduce(2, 4).eval()
+    for size in (3, 4):
+        x = randn(1, 2, size, size, seed=size)
+        r = F.relu(x)
+        shifted = F.pad(r, (0, 1, 0, 1))[:, :, 1:, 1:] if size % 2 else r[:, :, 1:, 1:]
+        expected = reduce.bn(torch.cat([F.conv2d(r, reduce.conv_1.weight, stride=2),
+                                        F.conv2d(shifted, reduce.conv_2.weight, stride=2)], 1))
+        assert torch.equal(reduce(x), expected)
+
+
+def test_te_linear_regions_thin_fails_without_a_thin_copy_and_rejects_bad_options():
+    net = nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(3))
+    x = randn(4, 3, 6, 6, seed=22)
+    net(x)
+    assert "thin copy for NB201 and DARTS" in failure(net, make_batch(x), "te_linear_regions", network="thin")
+    with pytest.raises(LswagError, match="self, thin"):
+        value(net, make_batch(x), "te_linear_regions", network="fat")
+
+
 # --------------------------------------------------------------------------- T-CET
 
 def hand_tcet(net, x, layers) -> float:

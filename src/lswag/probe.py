@@ -263,6 +263,18 @@ def unique_codes(codes: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(distinct.view(rows.dtype).reshape(-1, rows.shape[1]).copy()).to(codes.device)
 
 
+def sample_codes(sites: list[SiteRecord], batch: int) -> torch.Tensor:
+    """(B, W) int64 codes of each sample's pattern over every unit of ``sites`` (of a whole-batch
+    pass, whose codes hold ``batch`` sample bits per unit): two samples have the same code exactly
+    when they are in the same linear region of the network."""
+    bits = torch.arange(8, dtype=torch.uint8)
+    unit_maps = []
+    for site in sites:
+        packed = site.codes.cpu().contiguous().view(torch.uint8)        # (U, bytes): sample b in bit b % 8
+        unit_maps.append(((packed.unsqueeze(-1) >> bits) & 1).flatten(1)[:, :batch].bool())
+    return words_of([pack_bytes(torch.cat(unit_maps))])                   # packed along the units
+
+
 def count_unique(codes: torch.Tensor) -> int:
     """Number of distinct rows of packed codes."""
     return int(unique_codes(codes).shape[0])

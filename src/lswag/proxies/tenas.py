@@ -7,8 +7,11 @@ Conventions checked against the TE-NAS code as AZ-NAS re-uses it on NB201
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-from lswag.errors import LswagError
+from lswag import probe
+from lswag.data import Batch
+from lswag.errors import LswagError, unknown_choice
 from lswag.probe import Record
 from lswag.proxies import ProxyFailure, proxy
 from lswag.proxies.activation import require_sites
@@ -50,25 +53,72 @@ def te_ntk_cond(record: Record, model, samples: int = NTK_SAMPLES) -> float:
     return float(-eigenvalues[-1] / eigenvalues[0])
 
 
-@proxy("te_linear_regions", needs={"kernel"})
-def te_linear_regions(record: Record, model) -> float:
-    """Number of distinct activation patterns among the samples of the batch (TE-NAS's linear regions).
+NETWORKS = ("self", "thin")
+#: TE-NAS's region count (prune_tenas.py): 3 batches of 1000 inputs, each a 3 x 3 crop of one channel of an image
+THIN_SAMPLES, THIN_CROP = 3000, 3
+
+
+def check_regions(network, seed) -> None:
+    if network not in NETWORKS:
+        raise unknown_choice("te_linear_regions network", network, NETWORKS)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise LswagError(f"te_linear_regions seed must be an integer, got {seed!r}")
+
+
+@proxy("te_linear_regions", needs=lambda network, seed: {"patterns"} if network == "self" else set(),
+       validate=check_regions, own_pass=("network=thin: TE-NAS's thin copy, one forward of 3000 3x3 crops", "forward"))
+def te_linear_regions(record: Record, model, network: str = "self", seed: int = 0) -> float:
+    """Number of distinct activation patterns among the input samples (TE-NAS's linear regions).
 
     A sample's pattern is its binary code 1[a > 0] over every unit of every activation site; two
-    samples share a linear region when their codes are equal. Counted from the NWOT kernel, which
-    holds for each pair the number of units on which they agree: i and j are equal exactly when
-    K_ij equals the total number of units. TE-NAS's ``Linear_Region_Collector`` counts the same
-    quantity (Σ_i 1 / |{j : code_j = code_i}|) over ReLU outputs with 4-D inputs; AZ-NAS's re-use
-    runs it on the network itself with one batch of Gaussian images of the data's shape, as here,
-    where every activation site (ReLU, GELU, ...) of any rank counts and the batch is the probe's
-    (pass a ``gaussian`` batch for AZ-NAS's input). With such inputs nearly every sample has its
-    own pattern and the count saturates at B (it does on DARTS and NB301 at 32²). TE-NAS's own
-    pruning counts on a thin copy of the network (C = 1, N = 1, no stem) fed 3 × 1000 Gaussian
-    1-channel 3 × 3 inputs, which does not saturate; lswag builds no such copy.
+    samples share a linear region when their codes are equal. TE-NAS's ``Linear_Region_Collector``
+    counts the same quantity (Σ_i 1 / |{j : code_j = code_i}|) over ReLU outputs with 4-D inputs.
+
+    ``network="self"``: on the network itself and the probe's batch, as AZ-NAS re-uses TE-NAS
+    (``compute_te_nas_score.py``, one batch of Gaussian images of the data's shape: pass a
+    ``gaussian`` batch for that input), every activation site (ReLU, GELU, ...) of any rank
+    counting. With such inputs nearly every sample has its own pattern and the count saturates at
+    the batch size (it does on DARTS and NB301 at 32²).
+
+    ``network="thin"``: as TE-NAS's own pruning counts, on the network's thin copy (its
+    ``thin_network()``: NB201 and DARTS cells, width 1, no stem) fed 3000 inputs, each a random
+    3 × 3 crop of one random channel of a random image of the probe's batch (TE-NAS crops its
+    training images the same way), drawn from a CPU generator seeded with ``seed`` that also seeds
+    the copy's weights (PyTorch's default initialisation, as TE-NAS's thin copy keeps). One
+    difference: the copy's BatchNorm normalises the 3000 crops together where TE-NAS forwards them
+    as three batches of 1000. Fails on networks without a thin copy.
     """
-    require_sites(record)
-    kernel = record.kernel
-    units = sum(site.units for site in record.sites)
-    same = kernel == float(units)
-    distinct = sum(1 for i in range(kernel.shape[0]) if not same[i, :i].any())
-    return float(distinct)
+    if network == "self":
+        require_sites(record)
+        return float(probe.count_unique(probe.sample_codes(record.sites, len(record.batch))))
+    thin = _thin_copy(model, seed)
+    crops = _crops(record.batch.x, seed)
+    labels = torch.zeros(len(crops), dtype=torch.long, device=crops.device)    # a forward-only pass reads none
+    thin_record = probe.record(thin, Batch(x=crops, y=labels, num_classes=record.batch.num_classes,
+                                           source="TE-NAS 3x3 crops"), {"patterns"})
+    require_sites(thin_record)
+    return float(probe.count_unique(probe.sample_codes(thin_record.sites, len(crops))))
+
+
+def _thin_copy(model, seed: int):
+    make = getattr(model, "thin_network", None)
+    if make is None:
+        raise ProxyFailure(f"TE-NAS defines a thin copy for NB201 and DARTS cell networks only; a "
+                           f"{type(model).__name__} has none (use network=self)")
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return make().to(device)
+
+
+def _crops(x: torch.Tensor, seed: int) -> torch.Tensor:
+    """THIN_SAMPLES random 1-channel THIN_CROP x THIN_CROP crops of the images ``x`` (B, C, H, W)."""
+    if x.dim() != 4 or not x.is_floating_point() or min(x.shape[2:]) < THIN_CROP:
+        raise ProxyFailure(f"the thin copy's crops need float images (B, C, H, W) of at least "
+                           f"{THIN_CROP} x {THIN_CROP} pixels, got {tuple(x.shape)} {x.dtype}")
+    generator = torch.Generator().manual_seed(seed)
+    batch, channels, height, width = x.shape
+    image, channel, top, left = (torch.randint(n, (THIN_SAMPLES,), generator=generator)
+                                 for n in (batch, channels, height - THIN_CROP + 1, width - THIN_CROP + 1))
+    windows = x.cpu().unfold(2, THIN_CROP, 1).unfold(3, THIN_CROP, 1)   # (B, C, H', W', 3, 3), a view
+    return windows[image, channel, top, left].unsqueeze(1).to(x.device)

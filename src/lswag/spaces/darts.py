@@ -115,7 +115,9 @@ class FactorizedReduce(nn.Module):
 
     def forward(self, x):
         x = self.relu(x)
-        return self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1))
+        # an odd size (TE-NAS's 3 x 3 thin copy) pads the shifted half as xautodl does; even sizes need no pad
+        shifted = nn.functional.pad(x, (0, 1, 0, 1)) if x.shape[-1] % 2 or x.shape[-2] % 2 else x
+        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted[:, :, 1:, 1:])], dim=1))
 
 
 class MixedOp(nn.Module):
@@ -191,6 +193,7 @@ class NetworkCIFAR(nn.Module):
     def __init__(self, genotype: Genotype, C: int, num_classes: int, layers: int, auxiliary: bool,
                  affine: bool = True, nodes=None):
         super().__init__()
+        self.genotype, self.nodes = genotype, nodes      # for thin_network()
         stem = 3 * C
         self.stem = nn.Sequential(nn.Conv2d(3, stem, 3, padding=1, bias=False), nn.BatchNorm2d(stem))
         c_prev_prev, c_prev, channels = stem, stem, C
@@ -221,6 +224,32 @@ class NetworkCIFAR(nn.Module):
                 aux_logits = self.auxiliary(s1)
         logits = self.classifier(self.global_pooling(s1).flatten(1))
         return logits if aux_logits is None else {"logits": logits, "aux_logits": aux_logits}
+
+    def thin_network(self) -> "ThinNetwork":
+        """TE-NAS's thin copy, on which its pruning counts linear regions (``prune_tenas.py``'s DARTS
+        thin configuration: C=1, N=1, depth 2, no stem, stem multiplier 1): a normal and a reduction
+        cell of this genotype at width 1 on 1-channel inputs, then BN-ReLU-pool-linear."""
+        g = self.genotype
+        normal = Cell(g.normal, g.normal_concat, 1, 1, 1, False, False, True, self.nodes)
+        reduction = Cell(g.reduce, g.reduce_concat, 1, len(g.normal_concat), 2, True, False, True, self.nodes)
+        return ThinNetwork(normal, reduction, 2 * len(g.reduce_concat), self.classifier.out_features)
+
+
+class ThinNetwork(nn.Module):
+    """Two cells on the input as both their states, then TE-NAS's supernet head (BN-ReLU-pool-linear)."""
+
+    def __init__(self, normal: Cell, reduction: Cell, channels: int, num_classes: int):
+        super().__init__()
+        self.cells = nn.ModuleList([normal, reduction])
+        self.lastact = nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU())
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(channels, num_classes)
+
+    def forward(self, x):
+        s0 = s1 = x
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1)
+        return self.classifier(self.global_pooling(self.lastact(s1)).flatten(1))
 
 
 # -- the spaces ---------------------------------------------------------------------------------

@@ -294,6 +294,26 @@ class TinyNetwork(nn.Module):
         x = self.global_pooling(self.lastact(x))
         return self.classifier(torch.flatten(x, 1))
 
+    def thin_network(self) -> "ThinNetwork":
+        """TE-NAS's thin copy, on which its pruning counts linear regions (``prune_tenas.py``'s NB201
+        thin configuration: C=1, N=1, depth 1, no stem): the first cell alone at width 1 on 1-channel
+        inputs, then BN-ReLU-pool-linear."""
+        return ThinNetwork(InferCell(self.arch, 1), self.classifier.out_features)
+
+
+class ThinNetwork(nn.Module):
+    """One width-1 cell, then the network's head (BN-ReLU-pool-linear)."""
+
+    def __init__(self, cell: InferCell, num_classes: int) -> None:
+        super().__init__()
+        self.cell = cell
+        self.lastact = nn.Sequential(nn.BatchNorm2d(1), nn.ReLU())
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(1, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.global_pooling(self.lastact(self.cell(x))), 1))
+
 
 class NB201Space(SearchSpace):
     """The NAS-Bench-201 / NATS-Bench topology search space (xautodl ``TinyNetwork``)."""
