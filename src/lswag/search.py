@@ -260,6 +260,19 @@ class _Archive:
         return [self.archs[i] for i in sorted(range(len(self.archs)), key=lambda i: (-scores[i], i))]
 
 
+def _best_postfix(archive: _Archive) -> str:
+    """The progress bar's best so far: the fitness value of a one-proxy fitness; for a pool fitness
+    (a rank sum, meaningful only within the pool) the best candidate's proxy values instead."""
+    scores = archive.scores()
+    if not np.isfinite(scores).any():
+        return "none yet"
+    best = int(np.argmax(scores))              # the first of equals, as _Archive.ranked
+    proxies = archive.fitness.proxies
+    if len(proxies) == 1:
+        return f"{scores[best]:.4g}"
+    return ", ".join(f"{p} {float(archive.rows[best][p]):.3g}" for p in proxies)
+
+
 class Searcher:
     """Runs a :class:`SearchConfig` against a store; see the module docstring."""
 
@@ -437,8 +450,7 @@ class Searcher:
         scored = self.scorer.score(archs, bar)
         for arch in archs:
             archive.add(arch, scored[arch])
-        best = archive.scores().max(initial=-math.inf)
-        bar.set_postfix(best=f"{best:.4g}" if math.isfinite(best) else "none yet")
+        bar.set_postfix(best=_best_postfix(archive))
 
     def _check_first(self, archive: _Archive) -> None:
         scores = archive.scores()
