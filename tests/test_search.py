@@ -13,7 +13,7 @@ from lswag.bench import Scoring
 from lswag.cli import main
 from lswag.errors import LswagError
 from lswag.proxies import Failure
-from lswag.search import Budget, SearchConfig, _Archive, _best_postfix, load_result, make_fitness, search
+from lswag.search import Budget, SearchConfig, _Archive, load_result, make_fitness, search
 from lswag.spaces.darts import DartsSpace
 from lswag.spaces.nb201 import OPS
 from lswag.store import Store
@@ -65,13 +65,13 @@ def test_progress_shows_a_proxys_best_value_and_a_pools_best_candidate_by_its_pr
         return type("Result", (), {"value": value, "seconds": 0.0})()
 
     single, pool = _Archive(make_fitness("nwot")), _Archive(make_fitness("rank:nwot,zico"))
-    assert _best_postfix(single) == "none yet" and _best_postfix(pool) == "none yet"
+    assert single.describe_best() == "none yet" and pool.describe_best() == "none yet"
     for arch, nwot, zico in (("a", 3.0, 1.0), ("b", 7.0, 4.0), ("c", Failure("singular"), 9.0), ("d", 5.0, 2.0)):
         single.add(arch, {"nwot": result(nwot)})
         pool.add(arch, {"nwot": result(nwot), "zico": result(zico)})
-    assert _best_postfix(single) == "7"
+    assert single.describe_best() == "7"
     # b ranks best of the pool (mean rank 3.5, a number relative to the pool): its proxy values are shown
-    assert _best_postfix(pool) == "nwot 7, zico 4"
+    assert pool.describe_best() == "nwot 7, zico 4"
 
 
 @pytest.mark.parametrize("spec,message", [

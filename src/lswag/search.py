@@ -254,23 +254,21 @@ class _Archive:
     def scores(self) -> np.ndarray:
         return self.fitness.pool_scores(self.rows)
 
+    def describe_best(self) -> str:
+        """The best so far, for the progress bar: a one-proxy fitness's value; for a pool fitness (a rank
+        sum, meaningful only within the pool) the best candidate's proxy values instead."""
+        scores = self.scores()
+        if not np.isfinite(scores).any():
+            return "none yet"
+        best = int(np.argmax(scores))              # the first of equals, as ranked()
+        if len(self.fitness.proxies) == 1:
+            return f"{scores[best]:.4g}"
+        return ", ".join(f"{p} {float(self.rows[best][p]):.3g}" for p in self.fitness.proxies)
+
     def ranked(self) -> list[str]:
         """Archs, best first (ties: earlier evaluated first)."""
         scores = self.scores()
         return [self.archs[i] for i in sorted(range(len(self.archs)), key=lambda i: (-scores[i], i))]
-
-
-def _best_postfix(archive: _Archive) -> str:
-    """The progress bar's best so far: the fitness value of a one-proxy fitness; for a pool fitness
-    (a rank sum, meaningful only within the pool) the best candidate's proxy values instead."""
-    scores = archive.scores()
-    if not np.isfinite(scores).any():
-        return "none yet"
-    best = int(np.argmax(scores))              # the first of equals, as _Archive.ranked
-    proxies = archive.fitness.proxies
-    if len(proxies) == 1:
-        return f"{scores[best]:.4g}"
-    return ", ".join(f"{p} {float(archive.rows[best][p]):.3g}" for p in proxies)
 
 
 class Searcher:
@@ -450,7 +448,7 @@ class Searcher:
         scored = self.scorer.score(archs, bar)
         for arch in archs:
             archive.add(arch, scored[arch])
-        bar.set_postfix(best=_best_postfix(archive))
+        bar.set_postfix(best=archive.describe_best())
 
     def _check_first(self, archive: _Archive) -> None:
         scores = archive.scores()
