@@ -1,6 +1,7 @@
 """AutoFormer's ViT spaces: parameter counts, relative-position attention, grid, sampling, search moves."""
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -9,13 +10,14 @@ import torch.nn as nn
 
 import lswag
 from lswag.errors import LswagError
-from lswag.spaces.autoformer import Attention, AutoFormerSpace, Grid, ViTConfig
+from lswag.spaces.autoformer import Attention, AutoFormerSpace, Grid, Network, ViTConfig
 
 from conftest import class_labels, zoo_failures
 
 #: the searched AutoFormer-S subnet (experiments/subnet/AutoFormer-S.yaml): 22.891M parameters
 AUTOFORMER_S = "384/3.0,3.5,3.0,3.5,4,4,4,4,4,4,4,3.5,4/6,6,5,7,5,5,5,6,6,7,7,6,7"
-TINY = AutoFormerSpace("s", Grid(embed_dim=(16, 24), mlp_ratio=(1.0, 2.5), num_heads=(1, 2), depth=(1, 2), head_dim=4))
+TINY = AutoFormerSpace("s", Grid(embed_dim=(16, 24), mlp_ratio=(1.0, 2.5), num_heads=(1, 2), depth=(1, 2)),
+                       Network(head_dim=4))
 
 
 def numel(model: nn.Module) -> int:
@@ -48,7 +50,7 @@ def test_grid_extremes_of_the_s_space():
 
 def test_attention_with_relative_positions_against_a_loop():
     torch.manual_seed(0)
-    attention = Attention(embed_dim=8, num_heads=2, head_dim=3)
+    attention = Attention(embed_dim=8, num_heads=2, network=Network(head_dim=3))
     for table in (attention.relative_k.table_v, attention.relative_k.table_h,
                   attention.relative_v.table_v, attention.relative_v.table_h):
         nn.init.normal_(table)
@@ -118,4 +120,72 @@ def test_mutation_and_crossover_stay_in_the_grid():
 
 def test_the_zoo_scores_a_tiny_subnet():
     model = TINY.build(TINY.parse("24/2.5,1.0/2,1"), num_classes=5, seed=0, image_size=32)
+    assert not zoo_failures(model, class_labels(5), 5)
+
+
+# -- ViT-Bench-101's network (Auto-Prox's AutoFormerSub) -------------------------------------------
+VITBENCH_CSV = "benchmarks/vitbench101_autoformer/vitbench101_autoformer_ti.csv"
+
+
+def auto_prox_params(arch: dict, classes: int = 100, image_size: int = 224) -> int:
+    """AutoFormerSub's parameters worked out from its definition: a 16x16 patch convolution with
+    bias, a class token and 1 + 196 position embeddings, per layer two LayerNorms, qkv E -> 3E and
+    projection E -> E (both with bias), fc1 E -> int(E r) and fc2 back, then a LayerNorm and the head."""
+    e, tokens = arch["hidden_dim"], 1 + (image_size // 16) ** 2
+    total = 3 * 16 * 16 * e + e + e + tokens * e
+    for ratio in arch["mlp_ratio"][:arch["depth"]]:
+        hidden = int(e * ratio)
+        total += 2 * 2 * e + (e * 3 * e + 3 * e) + (e * e + e) + (e * hidden + hidden) + (hidden * e + e)
+    return total + 2 * e + e * classes + classes
+
+
+@pytest.mark.realdata
+def test_vitbench101_network_has_auto_prox_parameter_count_on_all_100_rows():
+    import csv
+
+    from conftest import shared_file
+
+    space = lswag.spaces.get("vitbench101-autoformer")
+    rows = list(csv.DictReader(shared_file(VITBENCH_CSV).open()))
+    assert len(rows) == 100
+    for row in rows:
+        arch = json.loads(row["arch_json"])
+        config = space.parse(row["arch_json"])
+        assert config.depth == arch["depth"] and config.embed_dim == arch["hidden_dim"]
+        with torch.device("meta"):     # shapes only: 100 full-size ViTs without their weights
+            model = space.build(config)
+        assert numel(model) == space.params(config) == auto_prox_params(arch), row["row"]
+
+
+def test_vitbench101_differs_from_autoformer_t_only_in_attention_and_norms():
+    config = ViTConfig(216, (3.5, 4.0) * 6, (3, 4) * 6)
+    ours, theirs = lswag.spaces.get("autoformer-t"), lswag.spaces.get("vitbench101-autoformer")
+    bench = theirs.build(config, seed=0, image_size=32)
+    first = bench.blocks[0]
+    assert first.attn.qkv.out_features == 3 * 216 and first.attn.head_dim == 216 // 3
+    assert bench.blocks[1].attn.head_dim == 216 // 4 and first.attn.relative_k is None
+    assert first.attn_norm.eps == 1e-6 and bench.norm.eps == 1e-6 and bench.head.out_features == 100
+    af = ours.build(config, seed=0, image_size=32)
+    assert af.blocks[0].attn.qkv.out_features == 3 * 3 * 64 and af.blocks[0].attn_norm.eps == 1e-5
+    # the same parameters apart from attention: patch conv, class token, positions, MLPs, norms, head
+    shared = {n: p.shape for n, p in bench.named_parameters() if ".attn." not in n and n != "head.weight"
+              and n != "head.bias"}
+    assert shared == {n: p.shape for n, p in af.named_parameters() if n in shared}
+    as_given = {"depth": 12, "hidden_dim": 216, "mlp_ratio": [3.5, 4.0] * 6 + [4.0], "num_heads": [3, 4] * 6 + [4]}
+    assert theirs.parse(json.dumps(as_given)) == ours.parse(as_given) == config
+
+
+def test_vitbench101_attention_against_scaled_dot_product():
+    torch.manual_seed(0)
+    attention = Attention(embed_dim=12, num_heads=3, network=Network(head_dim=None, relative_position=False)).double()
+    x = torch.randn(2, 5, 12, dtype=torch.float64)
+    q, k, v = attention.qkv(x).reshape(2, 5, 3, 3, 4).permute(2, 0, 3, 1, 4)   # (3, B, heads, tokens, 12/3)
+    out = nn.functional.scaled_dot_product_attention(q, k, v)                   # scale 4^-1/2
+    assert torch.allclose(attention(x), attention.proj(out.transpose(1, 2).reshape(2, 5, 12)), atol=1e-12)
+
+
+def test_the_zoo_scores_a_tiny_vitbench101_subnet():
+    from lswag.spaces.autoformer import VITBENCH101
+    tiny = AutoFormerSpace("t", Grid(embed_dim=(12,), mlp_ratio=(2.0,), num_heads=(2, 3), depth=(2,)), VITBENCH101)
+    model = tiny.build(tiny.parse("12/2.0,2.0/2,3"), num_classes=5, seed=0, image_size=32)
     assert not zoo_failures(model, class_labels(5), 5)

@@ -120,12 +120,29 @@ def test_dataset_without_dataset_column(table):
     assert "has no 'dataset' or 'task' column" in error_of(table, metric="acc", dataset="cifar10")
 
 
-@pytest.mark.parametrize("cell, shown", [("", "None"), ("abc", "'abc'"), ("nan", "nan"),
-                                         ("-1e8", "-100000000.0"), ("-100000000.0", "-100000000.0")])
+@pytest.mark.parametrize("cell, shown", [("abc", "'abc'"), ("inf", "inf"), ("-inf", "-inf")])
 def test_unusable_accuracy_names_row_and_value(tmp_path, cell, shown):
     path = write(tmp_path, "a.csv", f"arch_str,acc\n1,90\n2,{cell}\n")
     message = error_of(path, metric="acc")
     assert message.startswith(f"{path}: row 2: acc is {shown}, not an accuracy")
+
+
+@pytest.mark.parametrize("cell", ["", "nan", "-1e8", "-100000000.0"])
+def test_rows_without_the_metric_are_skipped_and_counted(tmp_path, cell):
+    path = write(tmp_path, "a.csv", f"arch_str,acc,other\n1,90,1\n2,{cell},2\n3,80,{cell}\n")
+    truth = load_truth(path, metric="acc")
+    assert truth.skipped == 1 and truth.accuracy == {NB201.from_index(1): 90.0, NB201.from_index(3): 80.0}
+    # the other metric of the same table skips its own empty row instead
+    other = load_truth(path, metric="other")
+    assert other.skipped == 1 and other.accuracy == {NB201.from_index(1): 1.0, NB201.from_index(2): 2.0}
+    assert load_truth(write(tmp_path, "b.csv", "arch_str,acc\n1,90\n"), metric="acc").skipped == 0
+
+
+def test_a_metric_without_any_value_is_an_error(tmp_path):
+    path = write(tmp_path, "a.csv", "arch_str,acc,x\n1,,1\n2,nan,2\n")
+    assert error_of(path, metric="acc") == f"{path} has no row with a value of acc (2 rows, all empty, NaN or the failure sentinel)"
+    header_only = write(tmp_path, "h.csv", "arch_str,acc\n")
+    assert error_of(header_only, metric="acc") == f"{header_only} has no row with a value of acc (no rows)"
 
 
 def test_unknown_metric_lists_columns(table):
@@ -229,7 +246,7 @@ def test_json_proxy_as_metric_and_sentinel_error(tmp_path):
     body = {"c": {"(4, 3, 3, 0, 0, 0)": record(85.0, jacov=FAILURE_SENTINEL)}}
     path = write(tmp_path, "zc.json", json.dumps(body))
     message = error_of(path, metric="jacov")
-    assert message.startswith(f"{path} [c]: key '(4, 3, 3, 0, 0, 0)': jacov is -100000000.0, not an accuracy")
+    assert message == f"{path} [c] has no row with a value of jacov (1 rows, all empty, NaN or the failure sentinel)"
     assert load_truth(path, metric="jacov_time").accuracy == {CELL_A: 0.5}
 
 

@@ -44,6 +44,8 @@ class GroundTruth:
     accuracy: dict[Hashable, float]
     #: every other numeric column or proxy -> arch -> value; None where missing or failed
     columns: dict[str, dict[Hashable, float | None]]
+    #: rows of the file left out because their metric cell is empty, NaN or the failure sentinel
+    skipped: int = 0
 
     def archs(self) -> list:
         """The archs in file order."""
@@ -73,12 +75,13 @@ class GroundTruth:
 
 
 def load_truth(path: str | Path, *, space: str = "nb201", metric: str,
-               arch_column: str = "arch_str", dataset: str | None = None,
+               arch_column: str | None = None, dataset: str | None = None,
                column_names: tuple[str, ...] | list[str] | None = None,
                duplicates: str = "error") -> GroundTruth:
     """Read ``metric`` and every other numeric column of ``path`` (format by suffix), keyed by arch.
 
-    Tables (``.csv``, ``.parquet``) name the arch in ``arch_column``; when they have a ``dataset``
+    Tables (``.csv``, ``.parquet``) name the arch in ``arch_column`` (default: the space's
+    :attr:`~lswag.spaces.SearchSpace.truth_arch_column`, ``arch_str`` for most); when they have a ``dataset``
     (or else a ``task``) column, ``dataset`` selects the rows by it and is required; a CSV file
     without a header row (e.g. SWAP's ``DARTS_archs_CIFAR10.csv``) is read with ``column_names`` as its header. In NAS-Bench-Suite-Zero JSON
     (``{dataset: {arch: {"val_accuracy": v, proxy: {"score": s, "time": t}}}}``) the keys are the
@@ -89,12 +92,15 @@ def load_truth(path: str | Path, *, space: str = "nb201", metric: str,
     :data:`NATS_DATASETS`, the metrics are ``get_more_info``'s (``test-accuracy``,
     ``valid-accuracy``, ...; 200 epochs, mean over seeds) and ``get_cost_info``'s (``flops``,
     ``params``, ``latency``). Empty cells, NaN and :data:`FAILURE_SENTINEL` become None in
-    ``columns``; in the metric they are an error. Rows whose archs are the same architecture (NB101
+    ``columns``; a row whose metric is one of them is left out and counted in ``skipped`` (a
+    table holding several metrics may lack some for some rows), and text or ±inf in the metric is an
+    error. Rows whose archs are the same architecture (NB101
     cells that prune to one graph, the same cell trained with several seeds) are an error with
     ``duplicates="error"``; with ``"mean"`` each value is the mean over those rows (of the rows
     that have it).
     """
     space_obj = spaces.get(space)
+    arch_column = arch_column or space_obj.truth_arch_column
     path = Path(path)
     readers = {".csv": read_csv_rows, ".parquet": _read_parquet, ".json": _read_json, ".pbz2": _read_nats}
     suffix = "(folder)" if path.is_dir() else path.suffix.lower()
@@ -123,28 +129,34 @@ def load_truth(path: str | Path, *, space: str = "nb201", metric: str,
     values: dict[Hashable, list[float]] = {}
     others: dict[str, dict[Hashable, list[float]]] = {f: {} for f in numeric if f != metric}
     seen: dict[Hashable, str] = {}
+    skipped = 0
     for label, written, cells in rows:
         try:
             arch = space_obj.parse(written)
         except LswagError as err:
             raise LswagError(f"{source}: {label}: cannot parse arch {written!r}: {err}") from None
+        cell = cells.get(metric)
+        if cell is None or _is_number(cell) and _score(cell) is None:     # empty, NaN, the sentinel
+            skipped += 1
+            continue
+        if not _is_number(cell) or math.isinf(cell):
+            raise LswagError(f"{source}: {label}: {metric} is {cell!r}, not an accuracy (a finite number; "
+                             f"empty cells, NaN and the failure sentinel {FAILURE_SENTINEL!r} are skipped)")
         if arch in seen and duplicates == "error":
             raise LswagError(f"{source}: {label} repeats the arch of {seen[arch]} "
                              f"({space_obj.format(arch)})")
         seen.setdefault(arch, label)
-        value = _score(cells.get(metric))
-        if value is None:
-            raise LswagError(f"{source}: {label}: {metric} is {cells.get(metric)!r}, not an "
-                             f"accuracy (a number other than NaN and the failure sentinel "
-                             f"{FAILURE_SENTINEL!r})")
-        values.setdefault(arch, []).append(value)
+        values.setdefault(arch, []).append(float(cell))
         for name, column in others.items():
             cell = _score(cells.get(name))
             column.setdefault(arch, []).extend([] if cell is None else [cell])
     accuracy = {arch: sum(v) / len(v) for arch, v in values.items()}
     columns = {name: {arch: sum(v) / len(v) if v else None for arch, v in column.items()}
                for name, column in others.items()}
-    return GroundTruth(space, metric, source, accuracy, columns)
+    if not accuracy:
+        raise LswagError(f"{source} has no row with a value of {metric}" +
+                         (f" ({skipped} rows, all empty, NaN or the failure sentinel)" if skipped else " (no rows)"))
+    return GroundTruth(space, metric, source, accuracy, columns, skipped)
 
 
 def _is_number(cell: Any, missing_ok: bool = False) -> bool:

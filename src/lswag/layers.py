@@ -47,7 +47,7 @@ class LayerAnalysis:
 
 def analyse_layers(space: str, *, n: int = 1000, seed: int = 0, data: str = "digits", batch_size: int = 64,
                    image_size: int | None = None, truth: str | None = None, metric: str | None = None,
-                   dataset: str | None = None, arch_column: str = "arch_str", duplicates: str = "error",
+                   dataset: str | None = None, arch_column: str | None = None, duplicates: str = "error",
                    build: dict[str, Any] | None = None, gradient_draws: int = 2, device: str = "cpu",
                    progress: bool = True) -> LayerAnalysis:
     """Analyse ``n`` architectures of ``space`` (from the ground truth's when ``truth`` is given),

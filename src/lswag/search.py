@@ -181,7 +181,7 @@ class SearchConfig:
     budget: Budget = Budget()
     truth: str | None = None                # candidates limited to its archs; the result looked up
     metrics: tuple[str, ...] = ()
-    arch_column: str = "arch_str"
+    arch_column: str | None = None    # default: the space's truth_arch_column
     calibration: int = 100                  # archs a LIBRA fitness is fitted on
     libra_pool: tuple[str, ...] = LIBRA_POOL
     #: proxies scored with every candidate besides the fitness's, sharing its passes, so that other

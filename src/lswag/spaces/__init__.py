@@ -37,6 +37,10 @@ class SearchSpace(abc.ABC):
     num_classes: int
     #: proxy options measured to suit this space (e.g. L-SWAG's depth window); user options win
     proxy_defaults: dict[str, dict[str, Any]] = {}
+    #: the column of a ground-truth table that holds the architecture, unless the user names another
+    truth_arch_column: str = "arch_str"
+    #: the optimizer ``lswag train`` uses unless told (a name of :data:`lswag.train.OPTIMIZERS`)
+    optimizer: str = "sgd"
     #: the task loss the benchmark trained with (a name of :data:`lswag.losses.LOSSES`)
     loss: str = "cross_entropy"
     #: score on CPU in the channels-last memory format, where it was measured faster for this

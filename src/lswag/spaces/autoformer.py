@@ -23,7 +23,22 @@ its config: 22.891M for the searched AutoFormer-S subnet.
 An architecture is a :class:`ViTConfig` (E shared by all layers, a per-layer MLP ratio and head
 count); its text form is ``E/r_1,...,r_d/h_1,...,h_d``, e.g. ``384/4.0,4.0/6,6`` for depth 2, and
 AutoFormer's own config dict (``{"embed_dim": 384, "layer_num": 13, "mlp_ratio": [...],
-"num_heads": [...]}``, as JSON) parses too.
+"num_heads": [...]}``, as JSON) parses too, as does ViT-Bench-101's (``{"hidden_dim": 192,
+"depth": 12, ...}``).
+
+``vitbench101-autoformer`` is the same Tiny grid built as ViT-Bench-101 trained it (Auto-Prox,
+Wei et al. AAAI 2024; lliai/Auto-Prox-AAAI24 ``pycls/models/auto/autoformer_subnet.py`` and
+``common.py``): a plain ViT whose subnets differ from ``autoformer-t``'s in three ways, and
+agree in every other (patch convolution, class token, absolute positions, pre-norm blocks, GELU
+MLP of int(E·r) units, mean over the patch tokens, Linear head, initialisation):
+
+* attention as wide as the embedding: q, k, v are E wide whatever the head count (head dim E/h,
+  scale (E/h)^-½; ``qkv`` E → 3E, ``proj`` E → E), not 64·h;
+* no relative position embeddings;
+* LayerNorm eps 1e-6 (pycls's ``TRANSFORMER.LN_EPS``), not 1e-5.
+
+Its classes default to CIFAR-100's 100. Dropout and drop path (0.1 in training) are absent: the
+probe disables both anyway.
 """
 from __future__ import annotations
 
@@ -46,6 +61,25 @@ PATCH = 16
 
 
 @dataclass(frozen=True)
+class Network:
+    """How a config becomes a network: AutoFormer's supernet (default) or another trainer's ViT."""
+
+    #: width of one attention head; None: E / heads, so q, k and v are E wide
+    head_dim: int | None = HEAD_DIM
+    #: 2-D relative position embeddings on the keys and the values (AutoFormer's ``--relative_position``)
+    relative_position: bool = True
+    layer_norm_eps: float = 1e-5
+
+    def attention_width(self, embed_dim: int, num_heads: int) -> int:
+        """The width of q, k and v (each) in a layer of ``num_heads`` heads."""
+        return embed_dim if self.head_dim is None else num_heads * self.head_dim
+
+
+#: ViT-Bench-101's AutoFormer-Ti network (Auto-Prox's ``AutoFormerSub``; module docstring)
+VITBENCH101 = Network(head_dim=None, relative_position=False, layer_norm_eps=1e-6)
+
+
+@dataclass(frozen=True)
 class Grid:
     """The choices of one AutoFormer space (its ``experiments/supernet/*.yaml``)."""
 
@@ -53,7 +87,6 @@ class Grid:
     mlp_ratio: tuple[float, ...]
     num_heads: tuple[int, ...]
     depth: tuple[int, ...]
-    head_dim: int = HEAD_DIM
 
 
 GRIDS = {
@@ -112,32 +145,40 @@ class RelativePosition2D(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention with 64-dimensional heads and relative positions on k and v."""
+    """Multi-head self-attention; AutoFormer's has 64-dimensional heads and relative positions on k and v."""
 
-    def __init__(self, embed_dim: int, num_heads: int, head_dim: int = HEAD_DIM):
+    def __init__(self, embed_dim: int, num_heads: int, network: Network = Network()):
         super().__init__()
-        self.num_heads, self.head_dim = num_heads, head_dim
-        self.qkv = nn.Linear(embed_dim, 3 * num_heads * head_dim)
-        self.proj = nn.Linear(num_heads * head_dim, embed_dim)
-        self.relative_k, self.relative_v = RelativePosition2D(head_dim), RelativePosition2D(head_dim)
-        self.scale = head_dim ** -0.5
+        width = network.attention_width(embed_dim, num_heads)
+        if width % num_heads:
+            raise LswagError(f"attention width {width} does not split into {num_heads} heads")
+        self.num_heads, self.head_dim = num_heads, width // num_heads
+        self.qkv = nn.Linear(embed_dim, 3 * width)
+        self.proj = nn.Linear(width, embed_dim)
+        self.relative_k = RelativePosition2D(self.head_dim) if network.relative_position else None
+        self.relative_v = RelativePosition2D(self.head_dim) if network.relative_position else None
+        self.scale = self.head_dim ** -0.5
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, tokens, _ = x.shape
         q, k, v = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        logits = (q @ k.transpose(-2, -1) + torch.einsum("bhqd,qkd->bhqk", q, self.relative_k(tokens))) * self.scale
-        attention = logits.softmax(dim=-1)
-        out = attention @ v + torch.einsum("bhqk,qkd->bhqd", attention, self.relative_v(tokens))
+        logits = q @ k.transpose(-2, -1)
+        if self.relative_k is not None:
+            logits = logits + torch.einsum("bhqd,qkd->bhqk", q, self.relative_k(tokens))
+        attention = (logits * self.scale).softmax(dim=-1)
+        out = attention @ v
+        if self.relative_v is not None:
+            out = out + torch.einsum("bhqk,qkd->bhqd", attention, self.relative_v(tokens))
         return self.proj(out.transpose(1, 2).reshape(batch, tokens, self.num_heads * self.head_dim))
 
 
 class EncoderLayer(nn.Module):
-    def __init__(self, embed_dim: int, mlp_ratio: float, num_heads: int, head_dim: int = HEAD_DIM):
+    def __init__(self, embed_dim: int, mlp_ratio: float, num_heads: int, network: Network = Network()):
         super().__init__()
         hidden = int(embed_dim * mlp_ratio)
-        self.attn_norm = nn.LayerNorm(embed_dim)
-        self.attn = Attention(embed_dim, num_heads, head_dim)
-        self.ffn_norm = nn.LayerNorm(embed_dim)
+        self.attn_norm = nn.LayerNorm(embed_dim, eps=network.layer_norm_eps)
+        self.attn = Attention(embed_dim, num_heads, network)
+        self.ffn_norm = nn.LayerNorm(embed_dim, eps=network.layer_norm_eps)
         self.mlp = nn.Sequential(nn.Linear(embed_dim, hidden), nn.GELU(), nn.Linear(hidden, embed_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -149,15 +190,15 @@ class AutoFormerViT(nn.Module):
     """A standalone AutoFormer subnet (see the module docstring)."""
 
     def __init__(self, config: ViTConfig, num_classes: int = 1000, image_size: int = 224,
-                 head_dim: int = HEAD_DIM):
+                 network: Network = Network()):
         super().__init__()
         patches = (image_size // PATCH) ** 2
         self.patch_embed = nn.Conv2d(3, config.embed_dim, PATCH, PATCH)
         self.cls_token = nn.Parameter(torch.empty(1, 1, config.embed_dim))
         self.pos_embed = nn.Parameter(torch.empty(1, patches + 1, config.embed_dim))
-        self.blocks = nn.Sequential(*[EncoderLayer(config.embed_dim, r, h, head_dim)
+        self.blocks = nn.Sequential(*[EncoderLayer(config.embed_dim, r, h, network)
                                       for r, h in zip(config.mlp_ratio, config.num_heads)])
-        self.norm = nn.LayerNorm(config.embed_dim)
+        self.norm = nn.LayerNorm(config.embed_dim, eps=network.layer_norm_eps)
         self.head = nn.Linear(config.embed_dim, num_classes)
         for module in self.modules():
             if isinstance(module, nn.Linear):
@@ -188,15 +229,18 @@ class AutoFormerSpace(SearchSpace):
     input_shape = (3, 224, 224)
     num_classes = 1000
     loss = "cross_entropy"
+    optimizer = "adamw"
 
-    def __init__(self, key: str, grid: Grid | None = None):
-        self.grid = grid or GRIDS[key]
+    def __init__(self, key: str, grid: Grid | None = None, network: Network = Network()):
+        self.grid, self.network = grid or GRIDS[key], network
         self.name = f"autoformer-{key}"
+        self.description = f"AutoFormer-{key.upper()} ViT subnets as AutoFormer's supernet runs them: {self._choices()}"
+
+    def _choices(self) -> str:
         g = self.grid
         listed = lambda values: "{" + ", ".join(map(str, values)) + "}"  # noqa: E731
-        self.description = (f"AutoFormer-{key.upper()} ViT subnets: E in {listed(g.embed_dim)}, depth in "
-                            f"{listed(g.depth)}, per layer MLP ratio in {listed(g.mlp_ratio)} and heads in "
-                            f"{listed(g.num_heads)}, 224x224, patch 16")
+        return (f"E in {listed(g.embed_dim)}, depth in {listed(g.depth)}, per layer MLP ratio in "
+                f"{listed(g.mlp_ratio)} and heads in {listed(g.num_heads)}, 224x224, patch 16")
 
     # -- architectures ------------------------------------------------------------------------
     def parse(self, text: Any) -> ViTConfig:
@@ -221,9 +265,11 @@ class AutoFormerSpace(SearchSpace):
         return self.validate(embed, ratios, heads)
 
     def _from_dict(self, config: dict) -> ViTConfig:
+        if "embed_dim" not in config and "hidden_dim" in config:    # ViT-Bench-101's name for it
+            config = {**config, "embed_dim": config["hidden_dim"]}
         missing = {"embed_dim", "mlp_ratio", "num_heads"} - set(config)
         if missing:
-            raise LswagError(f"{self.name} config lacks {', '.join(sorted(missing))}")
+            raise LswagError(f"{self.name} config lacks {', '.join(sorted(missing))} (embed_dim may be hidden_dim)")
         embed = config["embed_dim"]
         if isinstance(embed, (list, tuple)):
             if len(set(embed)) != 1:
@@ -314,17 +360,19 @@ class AutoFormerSpace(SearchSpace):
 
     # -- networks ----------------------------------------------------------------------------
     def params(self, arch: Any, num_classes: int | None = None, image_size: int = 224) -> int:
-        """The subnet's parameter count in closed form (AutoFormer's ``get_sampled_params_numel``)."""
+        """The subnet's parameter count in closed form (for AutoFormer's network, its supernet's
+        ``get_sampled_params_numel``)."""
         config = self.parse(arch)
-        e, q = config.embed_dim, self.grid.head_dim
+        e = config.embed_dim
         classes = self.num_classes if num_classes is None else num_classes
         patches = (image_size // PATCH) ** 2
         total = (3 * PATCH * PATCH * e + e) + e * (2 + patches)           # patch conv, class token, positions
         for ratio, heads in zip(config.mlp_ratio, config.num_heads):
-            hidden = int(e * ratio)
+            hidden, width = int(e * ratio), self.network.attention_width(e, heads)
             total += 4 * e                                                 # two LayerNorms
-            total += 3 * q * heads * e + 3 * q * heads + q * heads * e + e   # qkv, proj
-            total += 2 * 2 * (2 * MAX_RELATIVE_POSITION + 2) * q           # relative positions, k and v
+            total += 3 * width * e + 3 * width + width * e + e             # qkv, proj
+            if self.network.relative_position:                             # tables of k and v, 2 each
+                total += 2 * 2 * (2 * MAX_RELATIVE_POSITION + 2) * (width // heads)
             total += e * hidden + hidden + hidden * e + e                  # MLP
         return total + 2 * e + e * classes + classes                       # final norm, head
 
@@ -337,7 +385,21 @@ class AutoFormerSpace(SearchSpace):
         if check_int(image_size, f"{self.name} image_size", PATCH) % PATCH:
             raise LswagError(f"{self.name} image_size must be a multiple of {PATCH}, got {image_size!r}")
         return seeded(seed, lambda: AutoFormerViT(config, check_int(classes, "num_classes", 1), image_size,
-                                                  self.grid.head_dim))
+                                                  self.network))
 
 
-SPACES = {key: register(AutoFormerSpace(key)) for key in GRIDS}
+class ViTBench101Space(AutoFormerSpace):
+    """AutoFormer-T configs built as ViT-Bench-101 trained them (:data:`VITBENCH101`; module
+    docstring): the network of ``../shared/benchmarks/vitbench101_autoformer``'s accuracies."""
+
+    num_classes = 100
+    truth_arch_column = "arch_json"
+
+    def __init__(self):
+        super().__init__("t", network=VITBENCH101)
+        self.name = "vitbench101-autoformer"
+        self.description = ("AutoFormer-T ViT subnets as ViT-Bench-101 (Auto-Prox) trained them: attention E wide "
+                            f"(head dim E/h), no relative positions; {self._choices()}")
+
+
+SPACES = {**{key: register(AutoFormerSpace(key)) for key in GRIDS}, "vitbench101": register(ViTBench101Space())}
