@@ -21,7 +21,10 @@ is left exactly as it was (parameters, buffers, train/eval mode, requires_grad, 
 * ``gradient`` pass, forward + backward on the whole batch: each layer's weight gradient. With
   the ``fisher`` need, the same pass also records, for each layer and output channel k,
   ``½ mean_n (Σ_positions A ⊙ G)²_{n,k}`` with A the layer's own output (before any norm or
-  activation) and G = ∂L/∂A, summed over the layer's calls (the fisher proxy).
+  activation) and G = ∂L/∂A, summed over the layer's calls (the fisher proxy). With
+  ``fisher_suite_zero``, NASLib's reduction of the same A ⊙ G: Σ over every axis after the
+  second, ``Σ_i ½ mean_n (Σ_{axes ≥ 2} A ⊙ G)²_{n,i}`` over the indices i of A's axis 1 (the
+  channels of a Conv, the tokens of a Linear on (B, T, C)), one number per layer.
 * ``hessian``, on the gradient pass (its backward keeps its graph): the Hessian-vector product
   H g = ∂(Σ_W stopgrad(g) · ∂L/∂W)/∂W with g = ∂L/∂W (grasp), one more backward.
 * ``draws`` passes: the batch split into M chunks, one forward + backward per chunk: each layer's
@@ -76,6 +79,7 @@ FUNCTIONAL_ACTIVATIONS = frozenset({"relu", "relu6", "leaky_relu", "gelu", "silu
 #: what a proxy can need -> the pass that records it
 PASS_OF_NEED = {"patterns": "patterns", "kernel": "patterns", "union": "patterns", "layer_outputs": "patterns",
                 "layer_kernels": "patterns", "gradient": "gradient", "draws": "draws", "fisher": "gradient",
+                "fisher_suite_zero": "gradient",
                 "draw_patterns": "draws", "draw_layer_outputs": "draws",
                 "hessian": "hessian", "input_jacobian": "jacobian", "blocks": "features", "ntk": "ntk"}
 NEEDS = frozenset(PASS_OF_NEED)
@@ -114,6 +118,8 @@ class LayerRecord:
     output_patterns: int | None = None
     draw_output_patterns: int | None = None   # the same, over the draws passes (``draw_patterns``)
     fisher: torch.Tensor | None = None        # (C_out,) float64: Σ_calls ½ mean_n (Σ_pos A⊙G)² per channel
+    # 0-d float64: Σ_calls Σ_i ½ mean_n (Σ_{axes ≥ 2} A⊙G)²_{n,i}, i over A's axis 1 (NASLib's reduction)
+    fisher_suite_zero: torch.Tensor | None = None
     hessian_gradient: torch.Tensor | None = None  # H g, the Hessian-vector product, weight-shaped
     # ln|det K| of the NWOT kernel of its own output's sign (``layer_kernels``); -inf when K is singular,
     # nan when the output held NaN/inf
@@ -473,7 +479,7 @@ class _Recorder:
         self.layer_order: list[str] = []          # layer names in first-execution order
         self.layer_info: dict[str, dict] = {}
         self.patterns: _Patterns | None = None    # the pattern state of the pass that runs, if it records them
-        self.fisher: dict[str, torch.Tensor] = {}
+        self.fisher: dict[str, dict[str, torch.Tensor]] = {}   # fisher need -> layer name -> its terms
 
     @contextlib.contextmanager
     def hooks(self, patterns: _Patterns | None = None):
@@ -497,14 +503,15 @@ class _Recorder:
                 self.patterns = None
 
     @contextlib.contextmanager
-    def fisher_hooks(self):
-        """Forward hooks on every layer that hook the gradient of its output (removed on exit).
+    def fisher_hooks(self, needs: frozenset[str]):
+        """Forward hooks on every layer that hook the gradient of its output (removed on exit);
+        ``needs`` are the fisher needs whose reductions :meth:`_add_fisher` takes.
 
         The output is copied when recorded, so that an in-place operation after the layer (e.g.
         ``ReLU(inplace=True)``) cannot change A; a tensor hook registered before such an operation
         receives the gradient with respect to the value before it (PyTorch's documented rule).
         """
-        self.fisher = {}
+        self.fisher = {need: {} for need in needs}
         tensor_handles: list = []
 
         def forward_hook(name):
@@ -527,10 +534,16 @@ class _Recorder:
                     handle.remove()
 
     def _add_fisher(self, name, activation, grad, channel_axis):
-        product = (activation * grad.detach()).movedim(channel_axis, 1)
-        per_sample = product.reshape(product.shape[0], product.shape[1], -1).sum(2)   # Σ over positions
-        delta = 0.5 * per_sample.to(torch.float64).pow(2).mean(0)
-        self.fisher[name] = delta if name not in self.fisher else self.fisher[name] + delta
+        product = activation * grad.detach()
+        for need, terms in self.fisher.items():
+            # "fisher": Σ over positions per channel; "fisher_suite_zero": NASLib's Σ over the axes
+            # after the second, which on a Linear's (B, T, C) output sums the channels of each token
+            per_sample = product.movedim(channel_axis, 1) if need == "fisher" else product
+            per_sample = per_sample.reshape(product.shape[0], per_sample.shape[1], -1).sum(2)
+            delta = 0.5 * per_sample.to(torch.float64).pow(2).mean(0)
+            if need == "fisher_suite_zero":
+                delta = delta.sum()
+            terms[name] = delta if name not in terms else terms[name] + delta
 
     def _layer_pre_hook(self, name):
         def hook(module, inputs):
@@ -624,6 +637,7 @@ def record(model: nn.Module, batch: Batch, needs: Iterable[str], *, gradient_dra
         seconds["patterns"] = time.perf_counter() - start
 
     fisher: dict[str, torch.Tensor] | None = None
+    fisher_suite_zero: dict[str, torch.Tensor] | None = None
     hessian: dict[str, torch.Tensor] = {}
     jacobian = width = None
     blocks = container = None
@@ -633,7 +647,8 @@ def record(model: nn.Module, batch: Batch, needs: Iterable[str], *, gradient_dra
         start = time.perf_counter()
         shares_jacobian = "jacobian" in passes and batch.x.is_floating_point()
         x = _differentiable_input(batch.x) if shares_jacobian else batch.x
-        fisher_hooks = recorder.fisher_hooks() if "fisher" in needs else contextlib.nullcontext()
+        fisher_needs = needs & {"fisher", "fisher_suite_zero"}
+        fisher_hooks = recorder.fisher_hooks(fisher_needs) if fisher_needs else contextlib.nullcontext()
         attention = _twice_differentiable_attention() if "hessian" in passes else contextlib.nullcontext()
         # entered first, so that the other hooks see the clones the block hooks hand on
         block_hooks = capture.hooks() if shares_features else contextlib.nullcontext()
@@ -643,8 +658,7 @@ def record(model: nn.Module, batch: Batch, needs: Iterable[str], *, gradient_dra
             weights = [(name, recorder.layer_info[name]["module"].weight) for name in recorder.layer_order]
             first = _first_gradient(loss, weights, create_graph="hessian" in passes,
                                     retain_graph=shares_jacobian or shares_features)
-        if "fisher" in needs:
-            fisher = dict(recorder.fisher)
+        fisher, fisher_suite_zero = recorder.fisher.get("fisher"), recorder.fisher.get("fisher_suite_zero")
         loss_value = float(loss.detach())
         if "gradient" in needs:
             gradients = {name: grad.detach() for name, grad in first.items()}
@@ -699,9 +713,9 @@ def record(model: nn.Module, batch: Batch, needs: Iterable[str], *, gradient_dra
         seconds["ntk"] = time.perf_counter() - start
 
     return _assemble(recorder, batch, gradients, draws, loss_value, seconds, output, fisher=fisher,
-                     hessian=hessian, whole_patterns=whole_patterns, draw_patterns=draw_patterns,
-                     jacobian=jacobian, width=width, blocks=blocks, container=container, ntk=ntk,
-                     draw_window=draw_window)
+                     fisher_suite_zero=fisher_suite_zero, hessian=hessian, whole_patterns=whole_patterns,
+                     draw_patterns=draw_patterns, jacobian=jacobian, width=width, blocks=blocks,
+                     container=container, ntk=ntk, draw_window=draw_window)
 
 
 def _twice_differentiable_attention():
@@ -889,8 +903,10 @@ def block_gain(g_in: torch.Tensor, g_out: torch.Tensor) -> tuple[float | None, s
 
     Rows as :func:`_rows`. Two 4-D maps of different resolution are aligned as AZ-NAS does: the
     larger gradient is pixel-unshuffled by the integer stride s = H_in / H_out (C_in·s² channels);
-    two 3-D maps need the same number of tokens. Maps of different rank (e.g. around a Flatten)
-    are compared per sample, each flattened (N = B) -- an lswag extension, AZ-NAS has only 4-D maps.
+    two 3-D maps with the same number of tokens are aligned token by token. Maps of different rank
+    (e.g. around a Flatten) and token maps of different lengths (token pooling: PiT, Swin's patch
+    merging; a token axis carries no grid to unshuffle) are compared per sample, each flattened
+    (N = B) -- lswag extensions, AZ-NAS has only 4-D maps.
     """
     if g_in.dim() == g_out.dim() >= 4:
         if g_in.shape[2:] != g_out.shape[2:]:
@@ -902,11 +918,9 @@ def block_gain(g_in: torch.Tensor, g_out: torch.Tensor) -> tuple[float | None, s
                 return None, f"cannot align a {h_in}x{w_in} map with a {h_out}x{w_out} one"
             g_in = F.pixel_unshuffle(g_in, stride)
         rows_in, rows_out = _rows(g_in), _rows(g_out)
-    elif g_in.dim() == g_out.dim() == 3:
-        if g_in.shape[1] != g_out.shape[1]:
-            return None, f"cannot align {g_in.shape[1]} tokens with {g_out.shape[1]}"
+    elif g_in.dim() == g_out.dim() == 3 and g_in.shape[1] == g_out.shape[1]:
         rows_in, rows_out = _rows(g_in), _rows(g_out)
-    else:                               # 2-D maps, or maps of different rank: one row per sample
+    else:                               # 2-D maps, maps of different rank or token count: one row per sample
         rows_in, rows_out = g_in.reshape(g_in.shape[0], -1), g_out.reshape(g_out.shape[0], -1)
     matrix = rows_in.to(torch.float64).T @ rows_out.to(torch.float64) / rows_out.shape[0]
     if not all_finite(matrix):
@@ -991,7 +1005,8 @@ def _out_channels(module: nn.Module) -> int:
 
 
 def _assemble(recorder: _Recorder, batch, gradients, draws, loss_value, seconds, pick_logits, *, fisher=None,
-              hessian=None, whole_patterns: _Patterns | None = None, draw_patterns: _Patterns | None = None,
+              fisher_suite_zero=None, hessian=None, whole_patterns: _Patterns | None = None,
+              draw_patterns: _Patterns | None = None,
               jacobian=None, width=None, blocks=None, container=None, ntk=None, draw_window=None) -> Record:
     sites, union = whole_patterns.site_records() if whole_patterns else ([], None)
     draw_sites = draw_patterns.site_records()[0] if draw_patterns else None
@@ -1014,6 +1029,8 @@ def _assemble(recorder: _Recorder, batch, gradients, draws, loss_value, seconds,
             output_logdet=whole_patterns.layers.get(name, {}).get("logdet") if whole_patterns else None,
             fisher=None if fisher is None else fisher.get(name, torch.zeros(_out_channels(info["module"]),
                                                                          dtype=torch.float64)),
+            fisher_suite_zero=None if fisher_suite_zero is None else fisher_suite_zero.get(
+                name, torch.zeros((), dtype=torch.float64)),
             hessian_gradient=(hessian or {}).get(name),
         ))
     return Record(

@@ -56,26 +56,48 @@ def plain(record: Record, model) -> float:
                for layer in _require(record, "gradient"))
 
 
-@proxy("fisher", needs={"fisher"}, validate=one_of("fisher", weighting=("fan_in", "channel")))
-def fisher(record: Record, model, weighting: str = "fan_in") -> float:
+FISHER_REDUCTIONS = ("channels", "suite_zero")
+
+
+@proxy("fisher", needs=lambda weighting, reduction: {"fisher" if reduction == "channels" else "fisher_suite_zero"},
+       validate=one_of("fisher", weighting=("fan_in", "channel"), reduction=FISHER_REDUCTIONS))
+def fisher(record: Record, model, weighting: str = "fan_in", reduction: str = "channels") -> float:
     """Σ_l m_l Σ_k |½ mean_n (Σ_pos A⊙G)²_{n,k}| per output channel k (Theis et al. 2018; Turner et al. 2020).
 
     A is the layer's own output (Conv/Linear output, before BatchNorm or the activation), G = ∂L/∂A
     on the whole batch, Σ_pos over the positions of channel k (H×W for a Conv2d, tokens for a
     Linear on (B, T, C)), mean over the batch n; a layer called more than once adds each call's
-    term. This is NAS-Bench-Suite-Zero's ``fisher`` (NASLib ``compute_fisher_per_weight``: an
-    identity "dummy" wrapped around the layer's output, i.e. its pre-activation, whose backward
-    hook gives G; mode "channel"). NASLib then broadcasts each channel's value over the channel's
-    weights, ``weight.shape[1:]``, before summing, so its score multiplies layer l's term by
-    m_l = fan-in (C_in/groups · kernel elements; in-features for a Linear): that is the default,
-    ``weighting="fan_in"``. ``weighting="channel"`` uses m_l = 1, the plain per-channel sum of
-    METHOD.md §3. The |·| is kept from the reference; the squared terms are never negative.
+    term. Up to the reduction on token outputs (below), this is NAS-Bench-Suite-Zero's ``fisher``
+    (NASLib ``compute_fisher_per_weight``: an identity "dummy" wrapped around the layer's output,
+    i.e. its pre-activation, whose backward hook gives G; mode "channel"). NASLib then broadcasts
+    each channel's value over the channel's weights, ``weight.shape[1:]``, before summing, so its
+    score multiplies layer l's term by m_l = fan-in (C_in/groups · kernel elements; in-features
+    for a Linear): that is the default, ``weighting="fan_in"``. ``weighting="channel"`` uses
+    m_l = 1, the plain per-channel sum of METHOD.md §3. The |·| is kept from the reference; the
+    squared terms are never negative.
+
+    ``reduction`` is how A⊙G is summed before squaring. ``"channels"`` (default) is the above, one
+    term per output channel (axis 1 of a Conv's output, the last axis of a Linear's).
+    ``"suite_zero"`` is NASLib's literal reduction (automl/NASLib
+    ``naslib/predictors/utils/pruners/measures/fisher.py``, read at commit dfdfaf2: A⊙G summed
+    over every axis after the second): δ_i = ½ mean_n (Σ_{axes ≥ 2} A⊙G)²_{n,i} for each index i
+    of A's axis 1, and the layer adds m_l Σ_i δ_i, m_l = the number of elements of
+    ``weight.shape[1:]`` (NASLib broadcasts each δ_i over that shape; the fan-in of a Conv or
+    Linear) or 1 (``"channel"``). On a Conv's (B, C, H, W) and a Linear's (B, C) output axis 1 is
+    the channel and the two reductions agree; on a Linear applied to tokens (B, T, C) axis 1 is
+    the token: NASLib sums A⊙G over the C channels, one term per token,
+    δ_t = ½ mean_n (Σ_c A⊙G)²_{n,t}, and the layer adds C_in · Σ_t δ_t. Both reductions take every
+    Conv/Linear kind (NASLib hooks Conv2d and Linear only) and add each call of a layer (NASLib
+    keeps one activation per layer); both ride on the whole-batch gradient pass, and the probe
+    records suite_zero's terms only when this option asks for them.
     """
+    attribute = "fisher" if reduction == "channels" else "fisher_suite_zero"
     total = 0.0
-    for layer in _require(record, "fisher", "Fisher information"):
-        channels = layer.fisher.numel()
-        multiplier = layer.weight.numel() // channels if weighting == "fan_in" else 1
-        total += multiplier * float(layer.fisher.abs().sum())
+    for layer in _require(record, attribute, "Fisher information"):
+        terms = getattr(layer, attribute)
+        # the weights per output channel; for suite_zero NASLib's broadcast shape, weight.shape[1:]
+        fan_in = layer.weight.numel() // terms.numel() if reduction == "channels" else layer.weight[0].numel()
+        total += (fan_in if weighting == "fan_in" else 1) * float(terms.abs().sum())
     return total
 
 
