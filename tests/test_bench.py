@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import os
 import signal
 import sqlite3
@@ -277,6 +278,30 @@ def test_outputs_table_figures_and_combined_heatmap(tmp_path, capsys):
     assert (tmp_path / "fig3.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["heatmap", str(truth), "--out", str(tmp_path / "x.png")]) == 2
     assert "not an lswag correlations.csv" in capsys.readouterr().err
+
+
+def test_a_proxy_constant_over_the_pool_is_reported_as_such(tmp_path, capsys):
+    from lswag.bench import TABLE_COLUMNS, read_tables
+    from lswag.cli import main
+
+    # four Gaussian images: every cell gives each its own activation pattern, so the count is 4 for all
+    assert main(["bench", "--truth", str(truth_file(tmp_path)), "--metric", "acc", "--n", "6", "--batch-size", "4",
+                 "--data", "gaussian", "--proxies", "te_linear_regions,params", "--store", str(tmp_path / "s.sqlite"),
+                 "--out", str(tmp_path / "out")]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "constant: 4 for all 6" in rows["te_linear_regions"] and "nan" not in rows["te_linear_regions"]
+    assert "constant" not in rows["params"]
+    with open(tmp_path / "out" / "correlations.csv", newline="") as f:
+        table = {row["proxy"]: row for row in csv.DictReader(f)}
+    assert table["te_linear_regions"]["note"] == "constant: 4 for all 6" and table["params"]["note"] == ""
+    # tables written before the note column still read
+    old = tmp_path / "old.csv"
+    with open(old, "w", newline="") as f:
+        writer = csv.DictWriter(f, TABLE_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(table.values())
+    assert read_tables([old])["params"] == read_tables([tmp_path / "out" / "correlations.csv"])["params"]
+    assert math.isnan(read_tables([old])["te_linear_regions"]["acc"])
 
 
 def test_layer_analysis_agrees_with_bench_and_proposes_a_wide_window(tmp_path, capsys):

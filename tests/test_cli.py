@@ -247,6 +247,24 @@ def test_score_on_gaussian(capsys):
     assert all(isinstance(v, float) and math.isfinite(v) for v in values(doc).values()), doc
 
 
+def test_score_warns_when_a_value_is_pinned_at_its_ceiling(capsys):
+    # four Gaussian images: each has its own activation pattern, and all 2^4 patterns show over the units
+    argv = ["score", "--arch", "1601", "--data", "gaussian", "--proxies", "te_linear_regions,swap,params"]
+    assert main(argv + ["--batch-size", "4", "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    warning = {r["proxy"]: r["warning"] for r in json.loads(captured.out)["results"]}
+    assert warning["te_linear_regions"].startswith("te_linear_regions = 4 is pinned at its ceiling (the batch size")
+    assert warning["swap"].startswith("swap = 16 is pinned at its ceiling (2^4")
+    assert warning["params"] is None
+    assert captured.err.splitlines() == [f"lswag: warning: {warning[p]}" for p in ("te_linear_regions", "swap")]
+    # below the ceilings: 16 images show fewer than 2^16 patterns, 3000 crops of the thin copy share regions
+    assert main(argv + ["--batch-size", "16", "--option", "te_linear_regions.network=thin"]) == 0
+    captured = capsys.readouterr()
+    _, rows = parse_table(captured.out)
+    assert float(rows["swap"]) < 2 ** 16 and float(rows["te_linear_regions"]) < 3000
+    assert captured.err == ""
+
+
 # --- spaces, proxies, version -------------------------------------------------------------------
 
 def test_spaces(capsys):
@@ -256,7 +274,8 @@ def test_spaces(capsys):
                      "nb301": f"{(180 * 7 ** 8) ** 2:,}", "tnb101_micro": "4,096", "tnb101_macro": "3,256",
                      "autoformer-t": f"{sum(3 * 4 ** d for d in (12, 13, 14)):,}",
                      "autoformer-s": f"{sum(3 * 9 ** d for d in (12, 13, 14)):,}",
-                     "autoformer-b": f"{sum(3 * 6 ** d for d in (14, 15, 16)):,}"}
+                     "autoformer-b": f"{sum(3 * 6 ** d for d in (14, 15, 16)):,}",
+                     "vitbench101-autoformer": f"{sum(3 * 4 ** d for d in (12, 13, 14)):,}"}
 
 
 def test_proxies(capsys):

@@ -184,6 +184,29 @@ def test_a_constant_proxy_is_no_candidate_and_is_noted():
     assert "dead" not in model.proxies and any("dead" in note for note in model.notes)
 
 
+def test_a_constant_candidate_is_skipped_and_every_table_says_why(tmp_path):
+    table = bias_table(n=120)
+    # tcet is a candidate and T-CET a method of the comparison: constant, it ranks nothing
+    table.columns["tcet"] = np.full(120, 16.0)
+    table.columns["flat"] = np.where(np.arange(120) < 118, 16.0, np.nan)   # constant where it did not fail
+    table = ScoreTable(table.source, table.metric, table.archs, table.truth, table.columns,
+                       table.proxies + ("tcet", "flat"))
+    evaluation = evaluate(table, calibration=40, splits=2, tolerance=0.2)
+    assert not {"tcet", "flat"} & set(evaluation.libra.proxies)
+    explained = evaluation.libra.explain()
+    assert "tcet is no candidate (constant: 16 for all 120)" in explained
+    assert "flat is no candidate (constant: 16 for 118, 2 failed)" in explained
+    line = next(line for line in evaluation.table().splitlines() if line.startswith("T-CET"))
+    assert "constant: 16 for all 120" in line and "nan" not in line
+    path, _ = write_evaluation(evaluation, tmp_path)
+    with open(path) as f:
+        rows = {row["method"]: row for row in csv.DictReader(f)}
+    assert rows["T-CET"]["note"] == "constant: 16 for all 120"
+    assert "tcet is no candidate" in rows["LIBRA"]["note"]
+    with pytest.raises(LswagError, match=r"target constant: 1 for all 120\)$"):
+        fit(ScoreTable(table.source, table.metric, table.archs, np.ones(120), table.columns, table.proxies))
+
+
 def test_evaluation_in_sample_and_held_out():
     table = bias_table(n=400)
     table.columns["oracle"] = table.truth * 3

@@ -350,6 +350,46 @@ def test_swap_is_network_level_distinct_patterns(build, shape):
     assert lswag.score(model, batch, ["swap"], options={"swap": {"level": "layers"}})["swap"] == layer_level
 
 
+def quadrant_net():
+    """2 inputs -> 4 ReLU units of weights (±1, ±1): on (1, 0) and (0, 1) the units show all 4 patterns."""
+    model = nn.Sequential(nn.Linear(2, 4, bias=False), nn.ReLU(), nn.Linear(4, 3))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]]))
+    return model
+
+
+def warnings_of(batch, names, **kwargs):
+    return {r.name: r.warning for r in lswag.evaluate(quadrant_net(), batch, names, **kwargs)}
+
+
+def test_declared_ceilings_warn_exactly_when_a_count_reaches_them():
+    names = ["swap", "te_linear_regions", "reg_swap"]
+    two = Batch(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1]), 3, "test")
+    pinned = warnings_of(two, names)
+    assert pinned["swap"].startswith("swap = 4 is pinned at its ceiling (2^2,")   # 4 units, 2^2 patterns
+    assert pinned["te_linear_regions"].startswith("te_linear_regions = 2 is pinned at its ceiling (the batch size")
+    assert pinned["reg_swap"].startswith("reg_swap = ") and "swap's ceiling, 2^2" in pinned["reg_swap"]
+    layers = warnings_of(two, ["swap"], options={"swap": {"level": "layers"}})["swap"]
+    assert layers.startswith("swap = 4 is pinned at its ceiling (every site")
+    # three samples could show 2^3 patterns, the 4 units only 4
+    three = Batch(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), torch.tensor([0, 1, 2]), 3, "test")
+    assert warnings_of(three, ["swap"])["swap"].startswith("swap = 4 is pinned at its ceiling (its 4 units")
+    # two equal samples: 2 patterns of 4, 1 region of 2
+    same = Batch(torch.tensor([[1.0, 0.0], [1.0, 0.0]]), torch.tensor([0, 1]), 3, "test")
+    assert warnings_of(same, names) == dict.fromkeys(names)
+
+
+def test_epe_nas_without_a_repeated_class_is_pinned_at_one_value_and_says_so():
+    # one sample per class: each class scores ln(1 + 1e-5), whatever the network
+    x = randn(4, 6, seed=3)
+    results = [lswag.evaluate(two_layer_net(seed), Batch(x, torch.arange(4), 4, "test"), ["epe_nas"])[0]
+               for seed in (0, 1)]
+    assert results[0].value == pytest.approx(4 * math.log(1 + 1e-5), rel=1e-12) == results[1].value
+    assert all("no class of the batch has two samples" in r.warning for r in results)
+    repeated = Batch(x, torch.tensor([0, 1, 2, 0]), 4, "test")
+    assert lswag.evaluate(two_layer_net(), repeated, ["epe_nas"])[0].warning is None
+
+
 # --------------------------------------------------------------------------- gradient baselines
 
 def bn_conv_net(seed=9):
@@ -373,6 +413,85 @@ def test_grad_norm_and_snip_against_hand_gradients():
     got = lswag.score(model, batch, ["grad_norm", "snip"])
     assert got["grad_norm"] == pytest.approx(expected_norm, rel=1e-5)
     assert got["snip"] == pytest.approx(expected_snip, rel=1e-5)
+
+
+# --------------------------------------------------------------------------- fisher reductions
+
+class TokenMLP(nn.Module):
+    """Linear -> GELU -> Linear on (B, T, C) tokens, the mean over tokens, a Linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2, self.head = nn.Linear(4, 6), nn.Linear(6, 4), nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.head(self.fc2(F.gelu(self.fc1(x))).mean(1))
+
+
+def outputs_and_their_gradients(model, batch) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each child's output A and ∂L/∂A (cross-entropy, train mode), by this test's hooks on a copy."""
+    net = copy.deepcopy(model).train()
+    kept = {}
+
+    def keep(name):
+        def hook(module, inputs, output):
+            output.retain_grad()
+            kept[name] = output
+        return hook
+
+    for name, module in net.named_children():
+        module.register_forward_hook(keep(name))
+    F.cross_entropy(net(batch.x), batch.y).backward()
+    return {name: (a.detach().double().numpy(), a.grad.double().numpy()) for name, a in kept.items()}
+
+
+def fisher_scores(model, batch, **options) -> float:
+    return lswag.score(model, batch, ["fisher"], options={"fisher": options})["fisher"]
+
+
+def test_fisher_suite_zero_reduction_sums_the_channels_of_each_token():
+    torch.manual_seed(3)
+    model = TokenMLP()
+    batch = make_batch(randn(5, 7, 4, seed=3), num_classes=3)
+    suite, channels = {}, {}
+    for name, (a, g) in outputs_and_their_gradients(model, batch).items():
+        ag = a * g
+        if ag.ndim == 3:     # (B, T, C): NASLib sums each token's channels, lswag each channel's tokens
+            suite[name] = sum(0.5 * np.mean(ag[:, t, :].sum(1) ** 2) for t in range(ag.shape[1]))
+            channels[name] = sum(0.5 * np.mean(ag[:, :, k].sum(1) ** 2) for k in range(ag.shape[2]))
+        else:                # (B, C): one term per channel either way
+            suite[name] = channels[name] = sum(0.5 * np.mean(ag[:, k] ** 2) for k in range(ag.shape[1]))
+    rec = probe.record(model, batch, {"fisher", "fisher_suite_zero"})
+    assert set(rec.seconds) == {"gradient"}                 # both from the one whole-batch gradient pass
+    for layer in rec.layers:
+        assert float(layer.fisher_suite_zero) == pytest.approx(suite[layer.name], rel=1e-5)
+        assert float(layer.fisher.sum()) == pytest.approx(channels[layer.name], rel=1e-5)
+    fan_in = {"fc1": 4, "fc2": 6, "head": 4}               # NASLib broadcasts each term over weight.shape[1:]
+    got = fisher_scores(model, batch, reduction="suite_zero")
+    assert got == pytest.approx(sum(fan_in[n] * suite[n] for n in suite), rel=1e-5)
+    assert fisher_scores(model, batch, reduction="suite_zero", weighting="channel") == pytest.approx(
+        sum(suite.values()), rel=1e-5)
+    assert fisher_scores(model, batch) == pytest.approx(sum(fan_in[n] * channels[n] for n in channels), rel=1e-5)
+    assert got != pytest.approx(fisher_scores(model, batch), rel=1e-3)     # the reductions differ on tokens
+    # the default records no per-token terms: they cost nothing unless asked for
+    assert proxies.get("fisher").needs == {"fisher"}
+    assert proxies.get("fisher").needs_for({"reduction": "suite_zero"}) == {"fisher_suite_zero"}
+    assert all(layer.fisher_suite_zero is None for layer in probe.record(model, batch, {"fisher"}).layers)
+
+
+def test_fisher_reductions_agree_on_conv_and_flat_linear_outputs():
+    # axis 1 is the channel of a (B, C, H, W) conv output and of a (B, C) Linear output: NASLib's
+    # Σ over the axes after the second is lswag's Σ over positions
+    model = bn_conv_net()
+    batch = make_batch(randn(6, 2, 4, 4, seed=4))
+    rec = probe.record(model, batch, {"fisher", "fisher_suite_zero"})
+    assert [layer.kind for layer in rec.layers] == ["Conv2d", "Linear"]
+    for layer in rec.layers:
+        assert float(layer.fisher_suite_zero) == pytest.approx(float(layer.fisher.sum()), rel=1e-12)
+    channels = fisher_scores(model, batch)
+    assert channels > 0 and fisher_scores(model, batch, reduction="suite_zero") == pytest.approx(channels, rel=1e-12)
+    with pytest.raises(LswagError, match="suite_zero"):
+        fisher_scores(model, batch, reduction="tokens")
 
 
 # --------------------------------------------------------------------------- synflow

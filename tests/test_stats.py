@@ -82,6 +82,17 @@ def test_all_failures_give_nan():
     assert all(math.isnan(v) for v in c.spearman_ci + c.kendall_ci)
 
 
+def test_a_constant_pool_is_noted_with_why():
+    truth = [1.0, 2.0, 3.0, 4.0]
+    c = correlate([16] * 4, truth, n_boot=20)
+    assert math.isnan(c.spearman) and c.note == "constant: 16 for all 4"
+    assert correlate([16, Failure("x"), 16.0, None], truth, n_boot=0).note == "constant: 16 for 2, 2 failed"
+    assert correlate([None, Failure("a"), math.nan, None], truth, n_boot=0).note == "all 4 failed"
+    assert correlate([3, 1, 2, 4], [93.5] * 4, n_boot=0).note == "target constant: 93.5 for all 4"
+    assert correlate([3, 1, 2, 4], truth, n_boot=0).note is None
+    assert correlate([3, 1, Failure("x"), 4], truth, n_boot=0).note is None   # failures alone are no constant
+
+
 # --- bootstrap ---------------------------------------------------------------------------------
 
 def test_interval_contains_estimate_and_is_deterministic():

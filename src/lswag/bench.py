@@ -17,7 +17,7 @@ import resource
 import socket
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -56,7 +56,7 @@ class BenchConfig:
     column_names: tuple[str, ...] | None = None            # for truth CSVs without a header
     duplicates: str = "error"                              # rows of one arch: error, or their mean
     dataset: str | None = None             # for truth files holding several datasets
-    arch_column: str = "arch_str"
+    arch_column: str | None = None         # default: the space's truth_arch_column
     device: str = "cpu"
 
 
@@ -68,6 +68,7 @@ class ProxyReport:
     scores: list = field(repr=False)   # per sampled architecture: value or Failure
     truth: list = field(repr=False)    # the matching ground-truth accuracies
     archs: list = field(repr=False)    # the sampled architectures (text form), in the same order
+    skipped: int = 0                   # rows of the truth file left out for lacking the metric
 
 
 def sample_archs(archs, space, n: int, seed: int | str) -> list:
@@ -334,7 +335,7 @@ def run_bench(config: BenchConfig, store_path, *, workers: int = 1, executor: st
     names = setup.names
     stored = {name: {arch: scored[arch][name] for arch in archs} for name in names}
     reports = [_report(name, stored[name], archs, truth, space) for name in names]
-    return reports + _ensemble_reports(stored, archs, truth, space)
+    return [replace(r, skipped=truth.skipped) for r in reports + _ensemble_reports(stored, archs, truth, space)]
 
 
 def _report(name, stored, archs, truth, space) -> ProxyReport:
@@ -362,6 +363,9 @@ def _ensemble_reports(stored: dict, archs: list[str], truth, space) -> list[Prox
 
 TABLE_COLUMNS = ["benchmark", "proxy", "n", "failures", "spearman", "spearman_low", "spearman_high",
                  "kendall", "kendall_low", "kendall_high", "mean_seconds"]
+#: written after TABLE_COLUMNS: why a proxy cannot rank the pool (Correlation.note); optional when read, as
+#: tables written before it have none
+NOTE_COLUMN = "note"
 
 
 def write_outputs(reports: list[ProxyReport], folder, benchmark: str) -> Path:
@@ -375,11 +379,11 @@ def write_outputs(reports: list[ProxyReport], folder, benchmark: str) -> Path:
     path = folder / "correlations.csv"
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(TABLE_COLUMNS)
+        writer.writerow([*TABLE_COLUMNS, NOTE_COLUMN])
         for r in reports:
             c = r.correlation
             writer.writerow([benchmark, r.proxy, c.n, c.failures, c.spearman, *c.spearman_ci, c.kendall,
-                             *c.kendall_ci, r.mean_seconds])
+                             *c.kendall_ci, r.mean_seconds, c.note or ""])
     plots.heatmap({r.proxy: {benchmark: r.correlation.spearman} for r in reports}, folder / "heatmap.png")
     for r in reports:
         plots.rank_scatter(r.proxy, r.scores, r.truth, folder / f"ranks_{r.proxy}.png")

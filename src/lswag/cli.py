@@ -44,6 +44,9 @@ def _cmd_score(args) -> None:
         options=_collect_options(args.option), gradient_draws=args.draws, init=args.init,
         build=parse_build_options(args.build), device=args.device)
     space = spaces.get(args.space)
+    for r in results:
+        if r.warning:
+            print(f"lswag: warning: {r.warning}", file=sys.stderr)
     if args.format == "json":
         print(json.dumps({
             "space": args.space, "arch": space.format(arch), "data": args.data,
@@ -53,6 +56,7 @@ def _cmd_score(args) -> None:
             "results": [{"proxy": r.name,
                          "value": None if r.failed else r.value,
                          "failure": r.value.reason if r.failed else None,
+                         "warning": r.warning,
                          "seconds": r.seconds} for r in results],
         }, indent=2))
         return
@@ -89,14 +93,20 @@ def _cmd_bench(args) -> None:
     n = rows[0].correlation.n if rows else 0
     print(f"{args.space}: {n} architectures vs {args.metric} ({args.truth}); data {args.data}, "
           f"batch {args.batch_size}, seed {args.seed}; {wall:.1f} s")
+    if rows and rows[0].skipped:
+        print(f"{rows[0].skipped} rows of {args.truth} have no {args.metric} (empty, NaN or the failure sentinel) "
+              "and are left out")
     width = max(len(r.proxy) for r in rows)
     print(f"{'proxy':<{width}}  {'spearman':>8} {'95% CI':>15}  {'kendall':>8} {'95% CI':>15}  "
           f"{'failures':>8}  {'s/arch':>7}")
     for r in rows:
         c = r.correlation
-        print(f"{r.proxy:<{width}}  {c.spearman:8.3f} [{c.spearman_ci[0]:6.3f},{c.spearman_ci[1]:6.3f}]  "
-              f"{c.kendall:8.3f} [{c.kendall_ci[0]:6.3f},{c.kendall_ci[1]:6.3f}]  {c.failures:8d}  "
-              f"{r.mean_seconds:7.3f}")
+        undefined = math.isnan(c.spearman)   # then the note says why (constant, all failed), in place of nan
+        ranks = (f"{c.note:<50}" if undefined else
+                 f"{c.spearman:8.3f} [{c.spearman_ci[0]:6.3f},{c.spearman_ci[1]:6.3f}]  "
+                 f"{c.kendall:8.3f} [{c.kendall_ci[0]:6.3f},{c.kendall_ci[1]:6.3f}]")
+        print(f"{r.proxy:<{width}}  {ranks}  {c.failures:8d}  {r.mean_seconds:7.3f}"
+              + (f"  {c.note}" if c.note and not undefined else ""))
     if args.out:
         path = write_outputs(reports, args.out, benchmark=args.metric)
         print(f"table and figures written to {path.parent}")
@@ -124,6 +134,8 @@ def _cmd_libra(args) -> None:
                "bias_feature": args.bias, "bias_method": args.bias_method, "combination": args.combination}
     if args.proxies:
         options["proxies"] = args.proxies.split(",")
+    if table.skipped:
+        print(f"{table.skipped} rows have no {args.metric} (empty, NaN or the failure sentinel) and are left out")
     evaluation = evaluate(table, calibration=args.calibration, splits=args.splits, seed=args.seed, **options)
     print(evaluation.libra.explain())
     print()
@@ -256,7 +268,7 @@ def _cmd_train(args) -> None:
                          f"{' '.join(f'{k}={v}' for k, v in build.items())} needs its task's own inputs and targets "
                          "(TransNAS-Bench-101's Taskonomy data), which lswag cannot train on")
     model = space.build(arch, num_classes=train_set.num_classes, seed=args.seed, **build)
-    optimizer = args.optimizer if args.optimizer != "auto" else ("adamw" if space_name.startswith("autoformer") else "sgd")
+    optimizer = space.optimizer if args.optimizer == "auto" else args.optimizer
     augment = args.data.startswith("cifar") if args.augment is None else args.augment
     recipe = Recipe(optimizer=optimizer, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                     weight_decay=args.weight_decay, augment=augment, seed=args.seed)
@@ -319,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--truth", required=True, help="ground truth: .csv, .parquet or NAS-Bench-Suite-Zero .json")
     bench.add_argument("--metric", required=True, help="the truth column (json: key) used as accuracy")
     bench.add_argument("--dataset", help="dataset to select in truth files that hold several")
-    bench.add_argument("--arch-column", default="arch_str", help="the truth column with the architecture")
+    bench.add_argument("--arch-column", help="the truth column with the architecture (default: the space's, arch_str for most)")
     bench.add_argument("--column-names", metavar="A,B,...", help="header of a truth CSV that has none")
     bench.add_argument("--duplicates", choices=DUPLICATES, default="error",
                        help="truth rows of the same architecture (e.g. NB101 seeds): an error, or their mean")
@@ -342,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     layers.add_argument("--truth", help="ground truth (then the window is chosen by Spearman)")
     layers.add_argument("--metric", help="the truth column used as accuracy")
     layers.add_argument("--dataset", help="dataset to select in truth files that hold several")
-    layers.add_argument("--arch-column", default="arch_str", help="the truth column with the architecture")
+    layers.add_argument("--arch-column", help="the truth column with the architecture (default: the space's, arch_str for most)")
     layers.add_argument("--duplicates", choices=DUPLICATES, default="error",
                         help="truth rows of the same architecture (e.g. NB101 seeds): an error, or their mean")
     _add_probe_arguments(layers, proxy_options=False)
@@ -362,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     libra.add_argument("--metric", required=True, help="the truth column used as accuracy")
     libra.add_argument("--dataset", help="rows to select in tables with a dataset or task column")
     libra.add_argument("--space", help="parse and join archs with this space (default: as written; nb201 to join)")
-    libra.add_argument("--arch-column", default="arch_str", help="the column with the architecture")
+    libra.add_argument("--arch-column", help="the column with the architecture (default: the space's, arch_str for most)")
     libra.add_argument("--column-names", metavar="A,B,...", help="header of a truth CSV that has none")
     libra.add_argument("--duplicates", choices=DUPLICATES, default="error",
                        help="truth rows of the same architecture (e.g. NB101 seeds): an error, or their mean")
@@ -409,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
         find.add_argument(f"--max-{kind}", type=float, help=f"most {kind} in millions")
     find.add_argument("--truth", help="ground truth: candidates are drawn among its archs and the result looked up")
     find.add_argument("--metric", help="comma-separated truth columns to report (the first also fits LIBRA)")
-    find.add_argument("--arch-column", default="arch_str", help="the truth column with the architecture")
+    find.add_argument("--arch-column", help="the truth column with the architecture (default: the space's, arch_str for most)")
     find.add_argument("--calibration", type=int, default=100, help="archs of the truth a LIBRA fitness is fitted on")
     find.add_argument("--libra-pool", help=f"comma-separated proxies LIBRA chooses from (default {','.join(LIBRA_POOL)})")
     find.add_argument("--also", help="comma-separated proxies also scored with every candidate (kept in the store)")
@@ -432,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--epochs", type=int, default=10)
     fit.add_argument("--batch-size", type=int, default=64)
     fit.add_argument("--optimizer", choices=("auto", *OPTIMIZERS), default="auto",
-                     help="auto: adamw for ViTs (autoformer), sgd otherwise")
+                     help="auto: the space's (adamw for the ViT spaces, sgd otherwise)")
     fit.add_argument("--lr", type=float, help="learning rate (default 0.1 sgd, 1e-3 adamw)")
     fit.add_argument("--weight-decay", type=float, help="default 5e-4 sgd, 0.05 adamw")
     fit.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,

@@ -46,7 +46,7 @@ from lswag.benchmarks import FAILURE_SENTINEL, load_truth, read_csv_rows
 from lswag.ensembles import AZ_NAS, TE_NAS, az_nas, ranks, te_nas
 from lswag.errors import LswagError, unknown_choice
 from lswag.info import bin_count, discretise, information_gain
-from lswag.stats import correlate
+from lswag.stats import constant_note, correlate
 from lswag.store import FORMAT as STORE_FORMAT
 
 __all__ = ["ScoreTable", "read_scores", "bias", "spearman_by_proxy", "tolerance_pool", "information_gains",
@@ -81,6 +81,7 @@ class ScoreTable:
     truth: np.ndarray                      # the metric, finite, one per arch
     columns: dict[str, np.ndarray]         # every numeric column (proxies and features such as params)
     proxies: tuple[str, ...]               # the columns that are candidate proxies by default
+    skipped: int = 0                       # rows of the truth left out for lacking the metric
 
     def __post_init__(self):
         if len(self.truth) != len(self.archs) or any(len(v) != len(self.archs) for v in self.columns.values()):
@@ -197,7 +198,7 @@ def _read_store(path: Path, setting: Mapping[str, str], proxies: Sequence[str] |
     return meta["space"], scores, set(options)
 
 
-def _read_stores(paths: list[Path], *, metric: str, truth, arch_column: str, dataset: str | None,
+def _read_stores(paths: list[Path], *, metric: str, truth, arch_column: str | None, dataset: str | None,
                  setting: Mapping[str, str], proxies: Sequence[str] | None, **truth_options) -> ScoreTable:
     """The stores' proxies joined with the truth file (see :func:`read_scores`)."""
     if truth is None:
@@ -233,11 +234,11 @@ def _read_stores(paths: list[Path], *, metric: str, truth, arch_column: str, dat
     proxies = {p: np.array([by_proxy[p][parsed[k]] for k in keys]) for p in sorted(by_proxy)}
     features = {c: np.array([_finite(v.get(k)) for k in keys]) for c, v in ground.columns.items() if c not in proxies}
     return ScoreTable(f"{names} + {ground.source}", metric, tuple(keys), np.array([ground.accuracy[k] for k in keys]),
-                      {**proxies, **features}, tuple(proxies))
+                      {**proxies, **features}, tuple(proxies), ground.skipped)
 
 
 def read_scores(scores: str | Path | Sequence[str | Path], *, metric: str, truth: str | Path | None = None,
-                space: str | None = None, arch_column: str = "arch_str", dataset: str | None = None,
+                space: str | None = None, arch_column: str | None = None, dataset: str | None = None,
                 setting: Mapping[str, str] | None = None, duplicates: str = "error",
                 column_names: Sequence[str] | None = None, proxies: Sequence[str] | None = None) -> ScoreTable:
     """The :class:`ScoreTable` of a CSV score table or ``lswag bench`` stores, with the truth ``metric``.
@@ -261,6 +262,7 @@ def read_scores(scores: str | Path | Sequence[str | Path], *, metric: str, truth
     truth file (rows of one architecture averaged; a header for a CSV that has none).
     """
     truth_options = {"duplicates": duplicates, "column_names": column_names}
+    table_column = arch_column or (spaces.get(space).truth_arch_column if space else "arch_str")
     paths = [Path(scores)] if isinstance(scores, (str, Path)) else [Path(p) for p in scores]
     for path in paths:
         if not path.is_file():
@@ -276,16 +278,16 @@ def read_scores(scores: str | Path | Sequence[str | Path], *, metric: str, truth
         raise LswagError(f"unknown score format {scores.suffix or '(no suffix)'!r} of {scores}; "
                          "valid: a .csv table or an lswag bench store")
     if same_file:
-        source, keys, columns = _read_csv(scores, arch_column, dataset, space)
+        source, keys, columns = _read_csv(scores, table_column, dataset, space)
         if metric not in columns:
             raise LswagError(f"unknown metric {metric!r} in {source}; numeric columns: {', '.join(columns)}")
         truth_values = columns.pop(metric)
         keep = np.isfinite(truth_values)
         proxies = tuple(c for c in columns if not c.endswith("_time"))
-        table = ScoreTable(source, metric, tuple(keys), truth_values, columns, proxies)
+        table = ScoreTable(source, metric, tuple(keys), truth_values, columns, proxies, int(np.sum(~keep)))
         return table.rows(np.flatnonzero(keep))
     space = space or "nb201"
-    source, keys, columns = _read_csv(scores, arch_column, dataset, space)
+    source, keys, columns = _read_csv(scores, arch_column or spaces.get(space).truth_arch_column, dataset, space)
     ground = load_truth(truth, space=space, metric=metric, arch_column=arch_column, dataset=dataset, **truth_options)
     index = [i for i, k in enumerate(keys) if k in ground.accuracy]
     if len(index) < 3:
@@ -296,7 +298,7 @@ def read_scores(scores: str | Path | Sequence[str | Path], *, metric: str, truth
     proxies = tuple(c for c in columns if not c.endswith("_time") and c != metric)
     return ScoreTable(f"{source} + {ground.source}", metric, tuple(joined),
                       np.array([ground.accuracy[k] for k in joined]),
-                      {**{c: v[index] for c, v in columns.items()}, **features}, proxies)
+                      {**{c: v[index] for c, v in columns.items()}, **features}, proxies, ground.skipped)
 
 
 def _finite(value) -> float:
@@ -310,6 +312,12 @@ def _finite(value) -> float:
 def _spearman(values: np.ndarray, truth: np.ndarray) -> float:
     """Spearman ρ (failures rank last; NaN when either side is constant), via :func:`lswag.stats.correlate`."""
     return correlate(values, truth, n_boot=0).spearman
+
+
+def _rho_and_why(values: np.ndarray, truth: np.ndarray) -> tuple[float, str]:
+    """Spearman ρ as :func:`_spearman`, and when it is undefined why (:func:`lswag.stats.constant_note`)."""
+    c = correlate(values, truth, n_boot=0)
+    return c.spearman, (c.note or "") if math.isnan(c.spearman) else ""
 
 
 def bias(values: Sequence[float], feature: Sequence[float], method: str = "rank") -> float:
@@ -441,12 +449,16 @@ def _candidates(table: ScoreTable, proxies: Sequence[str] | None) -> tuple[list[
     unknown = [p for p in names if p not in table.columns]
     if unknown:
         raise unknown_choice("proxy", unknown[0], table.columns)
-    rho = spearman_by_proxy(table, names)
-    usable = [p for p in names if not math.isnan(rho[p])]
-    notes = [f"{p} is no candidate (rho undefined: constant or failed everywhere)" for p in names if p not in usable]
+    target = constant_note(table.truth, "target constant")
+    if target:
+        raise LswagError(f"no proxy can be ranked against {table.metric} on these archs of {table.source} ({target})")
+    # a proxy constant where it did not fail cannot rank the archs (at most it tells failures apart): skipped
+    constant = {p: note for p in names if (note := constant_note(table.columns[p]))}
+    usable = [p for p in names if p not in constant]
+    notes = [f"{p} is no candidate ({note}): it cannot rank these archs" for p, note in constant.items()]
     if not usable:
-        raise LswagError(f"no proxy of {table.source} has a defined Spearman rho on these archs")
-    return usable, {p: rho[p] for p in usable}, notes
+        raise LswagError(f"no proxy of {table.source} can rank these archs: each is constant or failed everywhere")
+    return usable, spearman_by_proxy(table, usable), notes
 
 
 def _assemble(table: ScoreTable, picks: Sequence[tuple[str, str, str]], rho: Mapping[str, float], *,
@@ -578,6 +590,7 @@ class MethodResult:
     held_out_std: float         # standard deviation over the splits
     chosen: str                 # what the in-sample fit chose
     held_out_chosen: dict[str, int] = field(default_factory=dict)   # choice -> number of splits
+    note: str = ""              # what the in-sample fit left out (a constant candidate), why its rho is undefined
 
 
 @dataclass(frozen=True)
@@ -606,7 +619,11 @@ class Evaluation:
                  f"Spearman on the other {self.n - self.calibration}, mean ± sd over {self.splits} splits",
                  f"{'method':<{width}}  {'in-sample':>9}  {'held-out':>15}  chosen in-sample"]
         for r in self.results:
-            lines.append(f"{r.method:<{width}}  {r.in_sample:9.3f}  {r.held_out:7.3f} ± {r.held_out_std:5.3f}  {r.chosen}")
+            # an undefined rho (a constant score, a method not computable) prints as "-", with the note saying why
+            in_sample = "-" if math.isnan(r.in_sample) else f"{r.in_sample:.3f}"
+            held_out = "-" if math.isnan(r.held_out) else f"{r.held_out:7.3f} ± {r.held_out_std:5.3f}"
+            lines.append(f"{r.method:<{width}}  {in_sample:>9}  {held_out:>15}  {r.chosen}"
+                         + (f"  ({r.note})" if math.isnan(r.in_sample) and r.note else ""))
         return "\n".join(lines)
 
 
@@ -675,19 +692,25 @@ def evaluate(table: ScoreTable, *, calibration: int = 100, splits: int = 10, see
     pooled = _pool_methods(table, usable)
 
     def best_single(calib: ScoreTable) -> str:
-        rho = spearman_by_proxy(calib, usable)
-        return min((p for p in usable if not math.isnan(rho[p])), key=lambda p: (-rho[p], p))
+        candidates, rho, _ = _candidates(calib, usable)   # a proxy constant on these archs is none
+        return min(candidates, key=lambda p: (-rho[p], p))
 
-    def run(calib: ScoreTable, held: ScoreTable, split_seed: int) -> dict[str, tuple[float, str]]:
+    def run(calib: ScoreTable, held: ScoreTable, split_seed: int) -> dict[str, tuple[float, str, str]]:
+        """``{method: (rho on held, what it chose, note)}``."""
         out = {}
         for name, _, fitter in fitted:
             model = fitter(calib, split_seed)
-            out[name] = ((math.nan, "not computable") if model is None
-                         else (_spearman(model.score(held.columns), held.truth), "+".join(model.proxies)))
+            if model is None:
+                out[name] = (math.nan, "not computable", "")
+                continue
+            rho, why = _rho_and_why(model.score(held.columns), held.truth)
+            out[name] = (rho, "+".join(model.proxies), "; ".join(filter(None, (*model.notes, why))))
         single = best_single(calib)
-        out["best single proxy"] = (_spearman(held.columns[single], held.truth), single)
+        rho, why = _rho_and_why(held.columns[single], held.truth)
+        out["best single proxy"] = (rho, single, why)
         for name, scorer in pooled:
-            out[name] = (_spearman(scorer(held), held.truth), "")
+            rho, why = _rho_and_why(scorer(held), held.truth)
+            out[name] = (rho, "", why)
         return out
 
     in_sample = run(table, table, seed)
@@ -711,13 +734,14 @@ def evaluate(table: ScoreTable, *, calibration: int = 100, splits: int = 10, see
         results.append(MethodResult(name, groups[name], in_sample[name][0],
                                     float(finite.mean()) if finite.size else math.nan,
                                     float(finite.std()) if finite.size else math.nan,
-                                    in_sample[name][1], dict(sorted(counts.items(), key=lambda kv: -kv[1]))))
+                                    in_sample[name][1], dict(sorted(counts.items(), key=lambda kv: -kv[1])),
+                                    in_sample[name][2]))
     return Evaluation(table.source, table.metric, len(table), calibration, splits, seed,
                       fit(table, **{**options, "seed": seed}), tuple(results))
 
 
 EVALUATION_COLUMNS = ["source", "metric", "method", "group", "n", "calibration", "splits", "in_sample",
-                      "held_out_mean", "held_out_std", "chosen_in_sample", "chosen_held_out"]
+                      "held_out_mean", "held_out_std", "chosen_in_sample", "chosen_held_out", "note"]
 
 
 def write_evaluation(evaluation: Evaluation, folder) -> tuple[Path, Path]:
@@ -731,7 +755,7 @@ def write_evaluation(evaluation: Evaluation, folder) -> tuple[Path, Path]:
         for r in evaluation.results:
             writer.writerow([evaluation.source, evaluation.metric, r.method, r.group, evaluation.n,
                              evaluation.calibration, evaluation.splits, r.in_sample, r.held_out, r.held_out_std,
-                             r.chosen, "; ".join(f"{k or '-'} x{v}" for k, v in r.held_out_chosen.items())])
+                             r.chosen, "; ".join(f"{k or '-'} x{v}" for k, v in r.held_out_chosen.items()), r.note])
     return table, plot_evaluation(evaluation, folder / "libra.png")
 
 

@@ -20,12 +20,15 @@ class ProxyResult:
     """One proxy's outcome on one network.
 
     ``seconds`` is what the proxy would cost alone: the wall time of the probe passes it needed
-    (shared with the other proxies of the same call) plus its own computation.
+    (shared with the other proxies of the same call) plus its own computation. ``warning`` says
+    when the value is pinned at the proxy's declared ceiling (:func:`lswag.proxies.ceiling_warning`),
+    where it cannot rank networks.
     """
 
     name: str
     value: float | Failure
     seconds: float
+    warning: str | None = None
 
     @property
     def failed(self) -> bool:
@@ -81,7 +84,9 @@ def evaluate(model: nn.Module, batch: Batch, proxies: Iterable[str] | str = ("l_
     for name in names:
         value, own_seconds = registry.compute(name, record, model, **options.get(name, {}))
         passes = {probe.PASS_OF_NEED[need] for need in registry.get(name).needs_for(options.get(name, {}))}
-        results.append(ProxyResult(name, value, own_seconds + sum(record.seconds.get(p, 0.0) for p in passes)))
+        warning = registry.ceiling_warning(name, value, record, model, **options.get(name, {}))
+        results.append(ProxyResult(name, value, own_seconds + sum(record.seconds.get(p, 0.0) for p in passes),
+                                   warning))
     return results
 
 

@@ -22,7 +22,7 @@ from scipy import stats as _st
 
 from lswag.errors import LswagError
 
-__all__ = ["Correlation", "correlate", "failures_last"]
+__all__ = ["Correlation", "constant_note", "correlate", "failures_last"]
 
 #: rows of resampled data ranked at once in the vectorised Spearman bootstrap (bounds memory)
 _CHUNK_ELEMENTS = 2_000_000
@@ -38,6 +38,9 @@ class Correlation:
     spearman_ci: tuple[float, float]  # bootstrap percentile interval
     kendall: float
     kendall_ci: tuple[float, float]
+    #: why the ranking is degenerate ("constant: 16 for all 100", "all 100 failed", "target constant: ..."),
+    #: from :func:`constant_note`; None when scores and truth both vary
+    note: str | None = None
 
 
 def _is_real(value) -> bool:
@@ -58,6 +61,23 @@ def failures_last(scores) -> np.ndarray:
         )
     out[~np.isfinite(out)] = -np.inf
     return out
+
+
+def constant_note(values, label: str = "constant") -> str | None:
+    """Why ``values`` cannot rank a pool, or None when its real values vary.
+
+    ``"constant: 16 for all 100"`` when every value is the same real number, ``"constant: 16 for
+    98, 2 failed"`` when the values that did not fail are (failures as in :func:`failures_last`),
+    ``"all 100 failed"`` when none is real. ``label`` replaces ``"constant"`` (``"target constant"``).
+    """
+    x = failures_last(values)
+    real = x[np.isfinite(x)]
+    if real.size == 0:
+        return f"all {x.size} failed"
+    if np.any(real != real[0]):
+        return None
+    failed = x.size - real.size
+    return f"{label}: {real[0]:.6g} for " + (f"{real.size}, {failed} failed" if failed else f"all {x.size}")
 
 
 def _truth_array(truth) -> np.ndarray:
@@ -120,7 +140,8 @@ def correlate(scores, truth, *, n_boot=1000, confidence=0.95, seed=0) -> Correla
 
     Degenerate resamples (constant scores or truth, so the correlation is NaN) are dropped from
     the interval; if all are degenerate the interval is ``(nan, nan)``. The point estimate is NaN
-    when the scores (e.g. all failures) or the truth are constant.
+    when the scores (e.g. all failures) or the truth are constant; ``note`` then says which
+    (:func:`constant_note`), as it does when the scores that did not fail are one value.
 
     ``n_boot=0`` skips the bootstrap (intervals ``(nan, nan)``).
 
@@ -139,6 +160,7 @@ def correlate(scores, truth, *, n_boot=1000, confidence=0.95, seed=0) -> Correla
     if not (isinstance(confidence, numbers.Real) and 0.0 < confidence < 1.0):
         raise LswagError(f"confidence must be strictly between 0 and 1, got {confidence!r}")
     failures = int(np.count_nonzero(np.isneginf(x)))
+    note = "; ".join(filter(None, (constant_note(y, "target constant"), constant_note(x)))) or None
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # constant input: scipy warns and returns NaN
@@ -147,7 +169,7 @@ def correlate(scores, truth, *, n_boot=1000, confidence=0.95, seed=0) -> Correla
 
         if n_boot == 0:
             nan2 = (math.nan, math.nan)
-            return Correlation(n, failures, rho, nan2, tau, nan2)
+            return Correlation(n, failures, rho, nan2, tau, nan2, note)
 
         rng = np.random.default_rng(seed)
         idx = rng.integers(0, n, size=(int(n_boot), n))
@@ -161,4 +183,5 @@ def correlate(scores, truth, *, n_boot=1000, confidence=0.95, seed=0) -> Correla
         spearman_ci=_interval(boot_rho, confidence),
         kendall=tau,
         kendall_ci=_interval(boot_tau, confidence),
+        note=note,
     )

@@ -49,6 +49,9 @@ class Proxy:
     #: keyword settings of :func:`lswag.probe.record` its options call for (e.g. te_ntk_cond's ``ntk_samples``)
     settings_of: Callable[..., dict[str, Any]] | None = None
     own_cost: str | None = None  # the cost class (:data:`lswag.probe.COST_CLASSES`) of its own pass
+    #: ``ceiling(record, model, **options)``: (the most its value can be on this record, what that bound is and
+    #: why a value there cannot rank networks), or None when there is no bound; only proxies with an exact one
+    ceiling: Callable[..., tuple[float, str] | None] | None = None
 
     @property
     def cost(self) -> str:
@@ -82,7 +85,8 @@ _REGISTRY: dict[str, Proxy] = {}
 
 def proxy(name: str, needs: set[str] | frozenset[str] | Callable[..., set[str]] = frozenset(),
           validate: Callable[..., None] | None = None, own_pass: tuple[str, str] | None = None,
-          probe_settings: Callable[..., dict[str, Any]] | None = None):
+          probe_settings: Callable[..., dict[str, Any]] | None = None,
+          ceiling: Callable[..., tuple[float, str] | None] | None = None):
     """Register ``function(record, model, **options) -> float`` under ``name``.
 
     ``needs`` is a set of :data:`lswag.probe.NEEDS`, or a function of the proxy's options returning
@@ -91,6 +95,8 @@ def proxy(name: str, needs: set[str] | frozenset[str] | Callable[..., set[str]] 
     runs. ``own_pass`` is (description, cost class) of the pass a proxy runs itself on a differently
     configured copy of the model (synflow, zen, flops), which no other proxy shares. ``probe_settings(**options)``
     returns the keyword settings of :func:`lswag.probe.record` that the options call for.
+    ``ceiling(record, model, **options)`` returns the most the value can be on that record and what
+    that bound is (:attr:`Proxy.ceiling`), so that :func:`ceiling_warning` can say when it is reached.
     """
     def decorate(function):
         needs_of = needs if callable(needs) else None
@@ -99,7 +105,7 @@ def proxy(name: str, needs: set[str] | frozenset[str] | Callable[..., set[str]] 
             raise unknown_choice("cost class", own_cost, COST_CLASSES)
         entry = Proxy(name, function, frozenset() if needs_of else frozenset(needs),
                       function.__module__.rsplit(".", 1)[-1], validate, description, needs_of, probe_settings,
-                      own_cost)
+                      own_cost, ceiling)
         if needs_of:
             entry = replace(entry, needs=entry.needs_for({}))
         _REGISTRY[name] = entry
@@ -148,6 +154,18 @@ def compute(name: str, record: Record, model: nn.Module, **options) -> tuple[flo
     except ProxyFailure as failure:
         result = Failure(str(failure))
     return result, time.perf_counter() - start
+
+
+def ceiling_warning(name: str, value: float | Failure, record: Record, model: nn.Module, **options) -> str | None:
+    """A line saying that ``value`` is pinned at the proxy's declared ceiling on ``record``, else None."""
+    entry = get(name)
+    if entry.ceiling is None or isinstance(value, Failure):
+        return None
+    bound = entry.ceiling(record, model, **{**entry.defaults, **options})
+    # isclose: a bound summed in another order than the value may differ from it in the last bits
+    if bound is None or not math.isclose(value, bound[0], rel_tol=1e-9):
+        return None
+    return f"{name} = {value:.6g} is pinned at its ceiling ({bound[1]})"
 
 
 from lswag.proxies import (activation, aznas, gradient, jacobian, lswag, size, synflow, tcet,  # noqa: E402,F401

@@ -31,7 +31,10 @@ def nwot(record: Record, model) -> float:
     """ln|det K|, K = Σ_sites c cᵀ + (1−c)(1−c)ᵀ with c the samples' binary codes (NWOT, Mellor et al. 2021).
 
     K_ij counts the units on which samples i and j agree (units minus Hamming distance), summed
-    over every activation site, as in NAS-Bench-Suite-Zero's ``nwot``.
+    over every activation site, as in NAS-Bench-Suite-Zero's ``nwot``, with one difference: the
+    reference code hooks every module whose type name contains "ReLU", so on xautodl's NB201
+    network a ReLU inside a ``ReLUConvBN`` container is counted twice (the container's input is
+    the ReLU's); lswag counts each site once (docs/reproduction.md, NB201).
     """
     require_sites(record)
     sign, logdet = np.linalg.slogdet(record.kernel)
@@ -40,7 +43,26 @@ def nwot(record: Record, model) -> float:
     return float(logdet)
 
 
-@proxy("swap", needs={"union"}, validate=one_of("swap", level=("network", "layers")))
+def network_ceiling(record: Record) -> tuple[int, str]:
+    """The most distinct patterns U units can show on B samples: min(U, 2^B), and what that bound is."""
+    samples, units = len(record.batch), sum(site.units for site in record.sites)
+    if 2 ** samples <= units:
+        return 2 ** samples, (f"2^{samples}, every pattern a batch of {samples} can show: it cannot rank networks at "
+                              "this batch; use a larger batch")
+    return units, f"its {units} units: every unit has its own pattern, so it only counts the network's units"
+
+
+def swap_ceiling(record: Record, model, level: str) -> tuple[int, str]:
+    """Network level: min(U, 2^B) over all units; layers: that bound summed over the sites."""
+    if level == "network":
+        return network_ceiling(record)
+    samples = len(record.batch)
+    return sum(min(site.units, 2 ** samples) for site in record.sites), (
+        f"every site shows min(its units, 2^{samples}) patterns: it cannot rank networks at this batch; "
+        "use a larger batch")
+
+
+@proxy("swap", needs={"union"}, validate=one_of("swap", level=("network", "layers")), ceiling=swap_ceiling)
 def swap(record: Record, model, level: str = "network") -> float:
     """Number of distinct sample-wise activation patterns over the units of all sites (SWAP, Peng et al. ICLR 2024).
 
@@ -74,7 +96,18 @@ def parameters_in_thousands(model) -> float:
     return sum(p.numel() for name, p in model.named_parameters() if "auxiliary" not in name) / 1e3
 
 
-@proxy("reg_swap", needs={"union"}, validate=_check_reg_swap)
+def size_factor(model, mu: float, sigma: float) -> float:
+    """reg_swap's exp(−(P − μ)² / σ), P = :func:`parameters_in_thousands`."""
+    return math.exp(-((parameters_in_thousands(model) - mu) ** 2) / sigma)
+
+
+def reg_swap_ceiling(record: Record, model, mu: float, sigma: float) -> tuple[float, str]:
+    """swap's network ceiling times the size factor: there it ranks networks by their size alone."""
+    bound, why = network_ceiling(record)
+    return float(bound) * size_factor(model, mu, sigma), f"the size factor times swap's ceiling, {why}"
+
+
+@proxy("reg_swap", needs={"union"}, validate=_check_reg_swap, ceiling=reg_swap_ceiling)
 def reg_swap(record: Record, model, mu: float = REG_SWAP_MU, sigma: float = REG_SWAP_SIGMA) -> float:
     """swap · exp(−(P − μ)² / σ), P = #parameters in thousands (regularised SWAP, Peng et al. ICLR 2024).
 
@@ -94,9 +127,9 @@ def reg_swap(record: Record, model, mu: float = REG_SWAP_MU, sigma: float = REG_
     """
     _check_reg_swap(mu, sigma)
     require_sites(record)
-    size = parameters_in_thousands(model)
-    factor = math.exp(-((size - mu) ** 2) / sigma)
+    factor = size_factor(model, mu, sigma)
     if factor == 0.0:
-        raise ProxyFailure(f"the regularisation factor exp(-(P - mu)^2 / sigma) underflows to 0 for P = {size:g} K, "
+        raise ProxyFailure(f"the regularisation factor exp(-(P - mu)^2 / sigma) underflows to 0 for "
+                           f"P = {parameters_in_thousands(model):g} K, "
                            f"mu = {mu:g}, sigma = {sigma:g}; set mu and sigma for this search space")
     return float(record.network_patterns) * factor

@@ -58,7 +58,19 @@ def jacov(record: Record, model) -> float:
     return float(-np.sum(np.log(shifted) + 1.0 / shifted))
 
 
-@proxy("epe_nas", needs={"input_jacobian"})
+def epe_ceiling(record: Record, model) -> tuple[float, str] | None:
+    """The one value EPE-NAS can take when no class of the batch has two samples (C ≤ 100), else no bound."""
+    if record.output_width > MANY_CLASSES:   # single-sample classes are left out there: it fails instead
+        return None
+    _, counts = np.unique(record.batch.y.cpu().numpy(), return_counts=True)
+    if counts.max() > 1:
+        return None
+    return len(counts) * math.log(1.0 + K), (
+        f"no class of the batch has two samples, and each single-sample class scores ln(1 + {K:g}) whatever the "
+        "network: it cannot rank networks; use a batch in which classes repeat (larger, or of fewer classes)")
+
+
+@proxy("epe_nas", needs={"input_jacobian"}, ceiling=epe_ceiling)
 def epe_nas(record: Record, model) -> float:
     """EPE-NAS (Lopes et al. 2021): per-class correlations of the input Jacobians, as NAS-Bench-Suite-Zero scores it.
 
@@ -67,6 +79,8 @@ def epe_nas(record: Record, model) -> float:
     last axis, NASLib's ``y.shape[-1]``):
 
     * C ≤ 100: score = Σ_c |s_c|; a class with a single sample has corrcoef = [[1]], s_c = ln(1 + 1e-5).
+      When no class has two samples (100 classes at batch 16, say) the score is B·ln(1 + 1e-5) for
+      every network: its declared ceiling, at which ``lswag score`` warns.
     * C > 100: s_c is divided by n_c (the class's number of samples) and
       score = Σ_c Σ_c' |s_c − s_c'| / (number of classes scored); single-sample classes are left
       out (in NASLib's ``eval_score_perclass`` their 0-d corrcoef makes ``len()`` raise and the

@@ -65,8 +65,18 @@ def check_regions(network, seed) -> None:
         raise LswagError(f"te_linear_regions seed must be an integer, got {seed!r}")
 
 
+def regions_ceiling(record: Record, model, network: str, seed: int) -> tuple[float, str]:
+    """The most regions the count can find: one per input (sample, or crop of the thin copy)."""
+    if network == "thin":
+        return THIN_SAMPLES, (f"its {THIN_SAMPLES} crops: every crop has its own activation pattern, so it cannot "
+                              "rank networks")
+    return len(record.batch), ("the batch size: every sample has its own activation pattern, so it cannot rank "
+                               "networks at this batch; use a larger batch, or network=thin on NB201 and DARTS cells")
+
+
 @proxy("te_linear_regions", needs=lambda network, seed: {"patterns"} if network == "self" else set(),
-       validate=check_regions, own_pass=("network=thin: TE-NAS's thin copy, one forward of 3000 3x3 crops", "forward"))
+       validate=check_regions, own_pass=("network=thin: TE-NAS's thin copy, one forward of 3000 3x3 crops", "forward"),
+       ceiling=regions_ceiling)
 def te_linear_regions(record: Record, model, network: str = "self", seed: int = 0) -> float:
     """Number of distinct activation patterns among the input samples (TE-NAS's linear regions).
 
@@ -78,7 +88,8 @@ def te_linear_regions(record: Record, model, network: str = "self", seed: int = 
     (``compute_te_nas_score.py``, one batch of Gaussian images of the data's shape: pass a
     ``gaussian`` batch for that input), every activation site (ReLU, GELU, ...) of any rank
     counting. With such inputs nearly every sample has its own pattern and the count saturates at
-    the batch size (it does on DARTS and NB301 at 32²).
+    the batch size (it does on DARTS and NB301 at 32², and on ViTs), its declared ceiling: ``lswag
+    score`` warns, and ``lswag bench`` reports the proxy as constant over such a pool.
 
     ``network="thin"``: as TE-NAS's own pruning counts, on the network's thin copy (its
     ``thin_network()``: NB201 and DARTS cells, width 1, no stem) fed 3000 inputs, each a random
