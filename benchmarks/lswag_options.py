@@ -112,6 +112,7 @@ def main():
         l_swag.needs_for({"pairing": pairing, "patterns": patterns})
         for pairing, patterns in itertools.product(PAIRINGS, PATTERN_PASSES)))
     inputs, settings = space_inputs(space, batch, seed=args.seed, build=build)
+    build = space.sized_build(build, inputs.x)
     archs = sample_archs(truth.archs(), space, args.n, args.seed)
     for arch in tqdm(archs, desc=f"{args.space} archs"):
         text = space.format(arch)

@@ -189,3 +189,14 @@ def test_the_zoo_scores_a_tiny_vitbench101_subnet():
     tiny = AutoFormerSpace("t", Grid(embed_dim=(12,), mlp_ratio=(2.0,), num_heads=(2, 3), depth=(2,)), VITBENCH101)
     model = tiny.build(tiny.parse("12/2.0,2.0/2,3"), num_classes=5, seed=0, image_size=32)
     assert not zoo_failures(model, class_labels(5), 5)
+
+
+@pytest.mark.parametrize("name", ["autoformer-t", "vitbench101-autoformer"])
+def test_scoring_builds_the_vit_for_the_batch_resolution(name):
+    from lswag.scoring import score_architecture
+    space = lswag.spaces.get(name)
+    config = ViTConfig(192, (3.5,) * 12, (3,) * 12)
+    _, _, results = score_architecture(name, config, proxies="params", data="gaussian", batch_size=2, image_size=32)
+    assert results[0].value == pytest.approx(space.params(config, num_classes=10, image_size=32) / 1e6)
+    with pytest.raises(LswagError, match="square images, got 32x48"):
+        score_architecture(name, config, proxies="params", data="gaussian", batch_size=2, image_size=(32, 48))

@@ -267,7 +267,7 @@ def _cmd_train(args) -> None:
         raise LswagError(f"lswag train trains image classifiers on their labels; {space_name} "
                          f"{' '.join(f'{k}={v}' for k, v in build.items())} needs its task's own inputs and targets "
                          "(TransNAS-Bench-101's Taskonomy data), which lswag cannot train on")
-    model = space.build(arch, num_classes=train_set.num_classes, seed=args.seed, **build)
+    model = space.build(arch, num_classes=train_set.num_classes, seed=args.seed, **space.sized_build(build, probe.x))
     optimizer = space.optimizer if args.optimizer == "auto" else args.optimizer
     augment = args.data.startswith("cifar") if args.augment is None else args.augment
     recipe = Recipe(optimizer=optimizer, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,

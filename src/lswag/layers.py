@@ -67,6 +67,7 @@ def analyse_layers(space: str, *, n: int = 1000, seed: int = 0, data: str = "dig
     options = {k: v for k, v in search_space.proxy_defaults.get("l_swag", {}).items() if k != "window"}
     needs = registry.get("l_swag").needs_for(options)
     inputs, settings = space_inputs(search_space, batch, seed=seed, build=build, device=device)
+    build = search_space.sized_build(build, inputs.x)
     target = resolve_device(device)
     profiles, gradient_terms, window_scores = [], [], []
     for arch in tqdm(archs, desc=f"{space} layers", unit="arch", disable=not progress):

@@ -191,7 +191,7 @@ def score_architecture(space: str, arch, *, proxies: Iterable[str] | str = ("l_s
     if batch is None:
         batch = load_batch(data, batch_size=batch_size, seed=seed,
                            image_size=image_size or search_space.input_shape[1:], download=download)
-    build = search_space.check_build_options(build or {})
+    build = search_space.sized_build(search_space.check_build_options(build or {}), batch.x)
     make = lambda classes: search_space.build(parsed, num_classes=classes, seed=seed, **build)  # noqa: E731
     return parsed, used, score_network(search_space, make, batch, names, options=used, seed=seed, build=build,
                                        device=device, **kwargs)

@@ -39,6 +39,9 @@ class SearchSpace(abc.ABC):
     proxy_defaults: dict[str, dict[str, Any]] = {}
     #: the column of a ground-truth table that holds the architecture, unless the user names another
     truth_arch_column: str = "arch_str"
+    #: its networks are built for one input resolution (a ViT's position embeddings): ``build`` takes
+    #: ``image_size``, which :meth:`sized_build` sets from the inputs
+    input_sized: bool = False
     #: the optimizer ``lswag train`` uses unless told (a name of :data:`lswag.train.OPTIMIZERS`)
     optimizer: str = "sgd"
     #: the task loss the benchmark trained with (a name of :data:`lswag.losses.LOSSES`)
@@ -91,6 +94,16 @@ class SearchSpace(abc.ABC):
                 raise LswagError(f"unknown build option {name!r} of space {self.name}; valid: "
                                  f"{', '.join(valid) or '(none)'}")
         return build_options
+
+    def sized_build(self, build_options: dict[str, Any], inputs: torch.Tensor) -> dict[str, Any]:
+        """``build_options`` with the ``image_size`` of the (B, C, H, W) ``inputs`` for an
+        :attr:`input_sized` space, unless the user set one; unchanged for every other space."""
+        if not self.input_sized or "image_size" in build_options:
+            return build_options
+        height, width = inputs.shape[-2:]
+        if height != width:
+            raise LswagError(f"{self.name} networks take square images, got {height}x{width}; choose --image-size")
+        return {**build_options, "image_size": int(height)}
 
     def task_loss(self, **build_options: Any) -> str:
         """The loss (a name of :data:`lswag.losses.LOSSES`) of the network ``build(**build_options)`` gives."""

@@ -230,6 +230,7 @@ class AutoFormerSpace(SearchSpace):
     num_classes = 1000
     loss = "cross_entropy"
     optimizer = "adamw"
+    input_sized = True
 
     def __init__(self, key: str, grid: Grid | None = None, network: Network = Network()):
         self.grid, self.network = grid or GRIDS[key], network
