@@ -33,12 +33,12 @@ from lswag.bench import Scoring
 from lswag.benchmarks import load_truth
 from lswag.ensembles import ENSEMBLES, combine
 from lswag.proxies import Failure
-from lswag.stats import correlate, failures_last
+from lswag.stats import constant_note, correlate, failures_last
 from lswag.store import Store
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 TRUTH = SHARED / "benchmarks/vitbench101_autoformer/vitbench101_autoformer_ti.csv"
-DATA = f"npz:{SHARED / 'images/cifar100_sample.npz'}"
+DATA = "npz:../shared/images/cifar100_sample.npz"   # as benchmarks/vitbench101.sh gives it (part of the store key)
 SPACE = "vitbench101-autoformer"
 METRICS = ("c100_kd_acc", "c100_base_acc", "flower_kd_acc", "flower_base_acc", "chaoyang_kd_acc",
            "chaoyang_base_acc", "imagenet_super_acc")
@@ -57,6 +57,8 @@ def within_depth(scores: np.ndarray, truth: np.ndarray, depth: np.ndarray) -> fl
     total, weight = 0.0, 0
     for d in np.unique(depth):
         group = depth == d
+        if np.ptp(scores[group]) == 0:      # constant within the group (depth itself): undefined
+            continue
         rho = spearmanr(scores[group], truth[group]).statistic
         if math.isfinite(rho):
             total, weight = total + rho * group.sum(), weight + group.sum()
@@ -120,6 +122,34 @@ def window_study(path: Path, truths: dict, heuristic: tuple[int, int] | None, se
         print(line)
 
 
+def saturation(subnets: int, batches: list[int], data: str) -> None:
+    """How close each GELU site's pattern count Λ is to its ceiling min(units, 2^B): the mean over
+    sites of Λ / ceiling, for the first ``subnets`` subnets of the bench's sample, on the draws'
+    forwards (L-SWAG's default) at every batch size."""
+    from lswag import load_batch, probe
+    from lswag.bench import sample_archs
+    from lswag.scoring import space_inputs
+
+    space = spaces.get(SPACE)
+    archs = sample_archs(load_truth(TRUTH, space=SPACE, metric=METRICS[0]).archs(), space, 100, 0)[:subnets]
+    print(f"\n### Λ against its ceiling min(units, 2^B), first {subnets} subnets\n")
+    print("| batch | mean Λ / ceiling | sites at ≥ 99% of it | units per site (median) |")
+    print("|---|---|---|---|")
+    for batch_size in batches:
+        batch = load_batch(data, batch_size=batch_size, seed=0, image_size=space.input_shape[1:])
+        inputs, settings = space_inputs(space, batch, seed=0, build={})
+        ratios, units = [], []
+        for arch in archs:
+            model = space.build(arch, num_classes=inputs.num_classes, seed=0, **space.sized_build({}, inputs.x))
+            record = probe.record(model, inputs, {"draws", "draw_patterns"}, **settings)
+            for site in record.draw_sites:
+                ceiling = min(site.units, 2 ** batch_size)
+                ratios.append(site.patterns / ceiling)
+                units.append(site.units)
+        ratios = np.array(ratios)
+        print(f"| {batch_size} | {ratios.mean():.3f} | {np.mean(ratios >= 0.99):.0%} | {int(np.median(units)):,} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--store", type=Path, required=True)
@@ -130,12 +160,17 @@ def main():
     parser.add_argument("--compact", action="store_true", help="only the ρ matrix (proxy x metric)")
     parser.add_argument("--options", type=Path, help="a benchmarks/lswag_options.py CSV of these subnets")
     parser.add_argument("--heuristic", help="the window lswag layers proposes, P1-P2")
+    parser.add_argument("--saturation", type=int, metavar="N",
+                        help="probe the first N subnets at every --batch-size for Λ's saturation (computes)")
     args = parser.parse_args()
     space = spaces.get(SPACE)
     metrics = args.metrics.split(",")
     truths = {m: load_truth(TRUTH, space=SPACE, metric=m) for m in metrics}
     archs = [space.format(a) for a in truths[metrics[0]].archs()]
     depth = np.array([space.parse(a).depth for a in archs])
+    if args.saturation:
+        saturation(args.saturation, args.batch_size, args.data)
+        return
     if args.options:
         window_study(args.options, truths, tuple(map(int, args.heuristic.split("-"))) if args.heuristic else None)
     for batch in args.batch_size:
@@ -157,8 +192,10 @@ def main():
             rhos = [spearmanr(failures_last(table[name]), [truths[m].value(a) for a in archs]).statistic for m in metrics]
             failed = sum(isinstance(v, Failure) for v in table[name])
             cost = f"{seconds[name]:.2f}" if name in seconds else ""
-            print(f"| {name} | " + " | ".join(f"{r:.3f}" if math.isfinite(r) else "–" for r in rhos)
-                  + f" | {failed} | {cost} |")
+            note = constant_note(table[name])
+            cells = [note] * len(metrics) if note and not any(map(math.isfinite, rhos)) else \
+                [f"{r:.3f}" if math.isfinite(r) else "–" for r in rhos]
+            print(f"| {name} | " + " | ".join(cells) + f" | {failed} | {cost} |")
         if args.compact:
             continue
         for m in metrics:
@@ -171,8 +208,12 @@ def main():
                 c = correlate(column, truth)
                 rows.append((c.spearman, name, c, within_depth(failures_last(column), truth, depth)))
             for _, name, c, inside in sorted(rows, key=lambda r: -np.nan_to_num(r[0], nan=-2)):
+                if not math.isfinite(c.spearman):    # constant over the pool, or all failed: say which
+                    print(f"| {name} | {c.note} | – | – | {c.failures} |")
+                    continue
                 print(f"| {name} | {c.spearman:.3f} [{c.spearman_ci[0]:.3f}, {c.spearman_ci[1]:.3f}] | "
-                      f"{c.kendall:.3f} [{c.kendall_ci[0]:.3f}, {c.kendall_ci[1]:.3f}] | {inside:.3f} | {c.failures} |")
+                      f"{c.kendall:.3f} [{c.kendall_ci[0]:.3f}, {c.kendall_ci[1]:.3f}] | "
+                      + (f"{inside:.3f}" if math.isfinite(inside) else "–") + f" | {c.failures} |")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 #: ``../shared`` beside the repository: real ground truth and image samples (never copied here)
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -35,3 +36,13 @@ def class_labels(classes: int):
     """Targets for :func:`zoo_failures`: labels 0, 1, ... cycling through ``classes``."""
     import torch
     return lambda generator, batch: torch.arange(batch) % classes
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch limited to one thread for a module's tests: on a shared 2-core machine its default
+    thread pool is up to 50x slower than one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -17,7 +17,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 import lswag
 from lswag import proxies, spaces
@@ -30,14 +29,7 @@ NASLIB_INDEX1 = "(2, 2, 0, 4, 2, 0)"
 NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 SOURCE_NAMES = ("digits", "cifar10:PATH", "cifar100:PATH", "npz:PATH", "gaussian")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run_cli(*args: str, exe: list[str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:

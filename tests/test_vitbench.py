@@ -9,7 +9,6 @@ import csv
 import json
 
 import pytest
-import torch
 
 from lswag import spaces
 from lswag.bench import Scoring
@@ -18,19 +17,11 @@ from lswag.store import Store
 
 from conftest import shared_file
 
-pytestmark = pytest.mark.realdata
+pytestmark = [pytest.mark.realdata, pytest.mark.usefixtures("one_torch_thread")]
 
 TABLE = "benchmarks/vitbench101_autoformer/vitbench101_autoformer_ti.csv"
 IMAGES = "images/cifar100_sample.npz"
 SMALL = ("--image-size", "32", "--batch-size", "4", "--device", "cpu", "--seed", "0")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def run(capsys, *argv: str) -> str:
