@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -104,22 +105,25 @@ def window_study(path: Path, truths: dict, heuristic: tuple[int, int] | None, se
         values = column(name(heuristic))
         print(f"| window [{heuristic[0]},{heuristic[1]}] (paper's rule), feeding, sum | "
               + " | ".join(f"{rho(values, m):.3f}" for m in metrics) + " |")
-    print("\nWindow (feeding pairing; sum or log product) chosen on one half, ρ on the other half "
-          "(both directions):\n")
-    print("| metric | picked on A → ρ on B | all layers on B | picked on B → ρ on A | all layers on A |"
-          + (" paper's rule on B / A |" if heuristic else ""))
-    print("|---|---|---|---|---|" + ("---|" if heuristic else ""))
-    candidates = [(w, product) for w in WINDOWS for product in PRODUCTS]
-    for m in metrics:
-        cells = []
-        for pick, report in ((halves[0], halves[1]), (halves[1], halves[0])):
-            w, product = max(candidates, key=lambda c: rho(column(name(c[0], "feeding", c[1])), m, pick))
-            cells += [f"[{w[0]},{w[1]}] {product} → {rho(column(name(w, 'feeding', product)), m, report):.3f}",
-                      f"{rho(column(name((1, 10))), m, report):.3f}"]
-        line = f"| {m} | " + " | ".join(cells) + " |"
-        if heuristic:
-            line += f" {rho(column(name(heuristic)), m, halves[1]):.3f} / {rho(column(name(heuristic)), m, halves[0]):.3f} |"
-        print(line)
+    def twofold(title: str, candidates: list, label, shown) -> None:
+        """Each candidate's column name via ``label``; pick on one half, report on the other, both ways."""
+        print(f"\n{title}, chosen on one half, ρ on the other half (both directions):\n")
+        print("| metric | picked on A → ρ on B | all layers (sum) on B | picked on B → ρ on A | all layers (sum) on A |"
+              + (" paper's rule on B / A |" if heuristic else ""))
+        print("|---|---|---|---|---|" + ("---|" if heuristic else ""))
+        for m in metrics:
+            cells = []
+            for pick, report in ((halves[0], halves[1]), (halves[1], halves[0])):
+                best = max(candidates, key=lambda c: rho(column(label(c)), m, pick))
+                cells += [f"{shown(best)} → {rho(column(label(best)), m, report):.3f}", f"{rho(column(name((1, 10))), m, report):.3f}"]
+            line = f"| {m} | " + " | ".join(cells) + " |"
+            if heuristic:
+                line += f" {rho(column(name(heuristic)), m, halves[1]):.3f} / {rho(column(name(heuristic)), m, halves[0]):.3f} |"
+            print(line)
+
+    twofold("Window [p1, p2] (feeding pairing, sum)", WINDOWS, name, lambda w: f"[{w[0]},{w[1]}]")
+    twofold("Pairing and product (all layers)", list(itertools.product(PAIRINGS, PRODUCTS)),
+            lambda c: name((1, 10), *c), ", ".join)
 
 
 def saturation(subnets: int, batches: list[int], data: str) -> None:
@@ -163,6 +167,7 @@ def main():
     parser.add_argument("--saturation", type=int, metavar="N",
                         help="probe the first N subnets at every --batch-size for Λ's saturation (computes)")
     args = parser.parse_args()
+    warnings.simplefilter("ignore")   # scipy on a constant column: the tables say "constant" instead
     space = spaces.get(SPACE)
     metrics = args.metrics.split(",")
     truths = {m: load_truth(TRUTH, space=SPACE, metric=m) for m in metrics}
