@@ -78,6 +78,7 @@ def test_plain_against_autograd_on_a_copy_in_train_mode():
     snip = sum(float((g.double() * w.detach().double()).abs().sum()) for g, w in zip(grads, weights))
     got = lswag.score(model, batch, ["plain", "snip"])
     assert got["plain"] == pytest.approx(expected, rel=1e-5)
+    assert got["snip"] == pytest.approx(snip, rel=1e-5)
     assert abs(got["plain"]) < got["snip"]                      # signed, not absolute
 
 
