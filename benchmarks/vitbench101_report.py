@@ -21,6 +21,8 @@ split into two halves of 50) reported on the other half, both ways, beside all l
 from __future__ import annotations
 
 import argparse
+import csv
+import itertools
 import math
 import warnings
 from pathlib import Path
@@ -32,10 +34,13 @@ from lswag import proxies as registry
 from lswag import spaces
 from lswag.bench import Scoring
 from lswag.benchmarks import load_truth
-from lswag.ensembles import ENSEMBLES, combine
+from lswag.ensembles import pool_ensembles
 from lswag.proxies import Failure
 from lswag.stats import constant_note, correlate, failures_last
+from lswag.layers import WINDOWS
+from lswag.proxies.lswag import PAIRINGS, PRODUCTS
 from lswag.store import Store
+from lswag_options import variant_name
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 TRUTH = SHARED / "benchmarks/vitbench101_autoformer/vitbench101_autoformer_ti.csv"
@@ -67,30 +72,19 @@ def within_depth(scores: np.ndarray, truth: np.ndarray, depth: np.ndarray) -> fl
 
 
 def columns_of(values: dict[str, dict], archs: list[str]) -> dict[str, list]:
-    """Per proxy, its values over ``archs`` (Failure where it failed), and the ensembles whose components are all there."""
-    table = {name: [results[a].value for a in archs] for name, results in values.items()}
-    for ensemble, (_, components) in ENSEMBLES.items():
-        if components is not None and set(components) <= set(table):
-            pool = {a: {c: table[c][i] for c in components} for i, a in enumerate(archs)}
-            combined = combine(ensemble, pool)
-            table[ensemble] = [combined[a] for a in archs]
-    return table
+    """Per proxy, its values over ``archs`` (Failure where it failed), and the pool ensembles whose components are all there."""
+    raw = {name: {a: results[a].value for a in archs} for name, results in values.items()}
+    return {name: [column[a] for a in archs] for name, column in {**raw, **pool_ensembles(raw)}.items()}
 
 
 def window_study(path: Path, truths: dict, heuristic: tuple[int, int] | None, seed: int = 0) -> None:
     """L-SWAG's variants from a lswag_options.py CSV against every metric (see the module docstring)."""
-    import csv
-    import itertools
-
-    from lswag.layers import WINDOWS
-    from lswag.proxies.lswag import PAIRINGS, PRODUCTS
-
     with open(path) as f:
         rows = list(csv.DictReader(f))
     space = spaces.get(SPACE)
     archs = [r["arch"] for r in rows]
     column = lambda name: np.array([float(r[name]) if r[name] else -math.inf for r in rows])  # noqa: E731
-    name = lambda w, pairing="feeding", product="sum": f"l_swag[{w[0]}-{w[1]},{pairing},{product},draws]"  # noqa: E731
+    name = lambda w, pairing="feeding", product="sum": variant_name(w, pairing, product, "draws")  # noqa: E731
     halves = np.array_split(np.random.default_rng(seed).permutation(len(rows)), 2)
     metrics = list(truths)
     print(f"\n### L-SWAG's choices on {len(rows)} subnets ({path})\n")

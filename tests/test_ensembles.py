@@ -652,3 +652,17 @@ def test_component_table_scores_a_pool_and_feeds_the_ensembles():
     te = ensembles.combine("te_nas", table)
     assert set(az) == set(te) == set(pool)
     assert all(v <= 0 for v in az.values()) and all(2 <= v <= 6 for v in te.values())
+
+
+def test_pool_ensembles_combines_exactly_those_whose_components_are_all_there():
+    from lswag.proxies import Failure
+    archs = ["a", "b", "c"]
+    values = {c: {a: float(i + j) for j, a in enumerate(archs)} for i, c in enumerate(ensembles.AZ_NAS)}
+    values["az_trainability"]["b"] = Failure("no gradient")
+    values["te_ntk_cond"] = {"a": 1.0, "b": 2.0, "c": 3.0}          # TE-NAS lacks te_linear_regions
+    pooled = ensembles.pool_ensembles(values)
+    assert set(pooled) == {"az_nas"}
+    table = {a: {c: values[c][a] for c in ensembles.AZ_NAS} for a in archs}
+    assert pooled["az_nas"] == ensembles.combine("az_nas", table)
+    # the failed component ranks b last on that term, so b cannot beat c, which is best on every term
+    assert pooled["az_nas"]["c"] > pooled["az_nas"]["b"]

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from lswag import __version__, plots, spaces
 from lswag.benchmarks import load_truth
 from lswag.data import Batch, load_batch
-from lswag.ensembles import ENSEMBLES, combine
+from lswag.ensembles import ENSEMBLES, pool_ensembles
 from lswag.errors import LswagError, unknown_choice
 from lswag.probe import INITS
 from lswag.scoring import resolve_device, resolve_proxies, score_architecture, score_network, space_options
@@ -346,17 +346,14 @@ def _report(name, stored, archs, truth, space) -> ProxyReport:
 
 
 def _ensemble_reports(stored: dict, archs: list[str], truth, space) -> list[ProxyReport]:
-    """AZ-NAS and TE-NAS over the sampled pool (:mod:`lswag.ensembles`), when all their components
-    were scored; their seconds are the components' summed (an upper bound: they share passes)."""
+    """AZ-NAS and TE-NAS over the sampled pool (:func:`lswag.ensembles.pool_ensembles`), when all
+    their components were scored; their seconds are the components' summed (an upper bound: they share passes)."""
+    values = {name: {arch: stored[name][arch].value for arch in archs} for name in stored}
+    accuracy = [truth.value(space.parse(arch)) for arch in archs]
     reports = []
-    for name, (_, components) in ENSEMBLES.items():
-        if components is None or not set(components) <= set(stored):
-            continue
-        table = {arch: {c: stored[c][arch].value for c in components} for arch in archs}
-        combined = combine(name, table)
+    for name, combined in pool_ensembles(values).items():
         scores = [combined[arch] for arch in archs]
-        accuracy = [truth.value(space.parse(arch)) for arch in archs]
-        seconds = sum(stored[c][arch].seconds for c in components for arch in archs) / len(archs)
+        seconds = sum(stored[c][arch].seconds for c in ENSEMBLES[name][1] for arch in archs) / len(archs)
         reports.append(ProxyReport(name, correlate(scores, accuracy), seconds, scores, accuracy, archs))
     return reports
 

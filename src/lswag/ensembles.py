@@ -93,6 +93,19 @@ ENSEMBLES: dict[str, tuple[Callable[..., dict], tuple[str, ...] | None]] = {
 }
 
 
+def pool_ensembles(values: Mapping[str, Mapping[Hashable, Any]]) -> dict[str, dict[Hashable, float]]:
+    """``{ensemble: {arch: combined score}}`` of every ensemble with default components (AZ-NAS,
+    TE-NAS) whose components are all among ``values`` (``{component: {arch: value or Failure}}``,
+    every component over the same archs)."""
+    out = {}
+    for name, (_, components) in ENSEMBLES.items():
+        if components is None or not set(components) <= set(values):
+            continue
+        archs = list(values[components[0]])
+        out[name] = combine(name, {arch: {c: values[c][arch] for c in components} for arch in archs})
+    return out
+
+
 def combine(name: str, table: Table, components: Iterable[str] | None = None) -> dict[Hashable, float]:
     """The ensemble ``name`` (``az_nas``, ``te_nas`` or ``rank_average``) of a pool's table."""
     if name not in ENSEMBLES:

@@ -287,7 +287,7 @@ def read_scores(scores: str | Path | Sequence[str | Path], *, metric: str, truth
         table = ScoreTable(source, metric, tuple(keys), truth_values, columns, proxies, int(np.sum(~keep)))
         return table.rows(np.flatnonzero(keep))
     space = space or "nb201"
-    source, keys, columns = _read_csv(scores, arch_column or spaces.get(space).truth_arch_column, dataset, space)
+    source, keys, columns = _read_csv(scores, table_column, dataset, space)
     ground = load_truth(truth, space=space, metric=metric, arch_column=arch_column, dataset=dataset, **truth_options)
     index = [i for i, k in enumerate(keys) if k in ground.accuracy]
     if len(index) < 3:
