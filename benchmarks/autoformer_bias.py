@@ -17,6 +17,7 @@ from pathlib import Path
 
 from lswag import spaces
 from lswag.bench import BenchConfig, run_bench
+from lswag.settings import Scoring, TruthSource
 from lswag.stats import correlate
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -49,8 +50,8 @@ def main() -> None:
             writer.writerow([space.format(config), space.params(config)])
 
     start = time.perf_counter()
-    reports = run_bench(BenchConfig(space=args.space, truth=str(subnets), metric="params", n=args.n, seed=args.seed,
-                                    proxies=proxies, data=args.data, batch_size=args.batch_size),
+    scoring = Scoring(args.space, proxies, data=args.data, batch_size=args.batch_size, seed=args.seed)
+    reports = run_bench(BenchConfig(scoring, TruthSource(str(subnets), "params"), n=args.n),
                         args.store, workers=args.workers)
     wall = time.perf_counter() - start
     flops = next(r for r in reports if r.proxy == "flops")

@@ -93,7 +93,7 @@ def floor(model: nn.Module, batch: Batch) -> None:
 
 def measure(label: str, model: nn.Module, batch: Batch, repeats: int,
             layout: torch.memory_format = torch.contiguous_format, space: str | None = None) -> None:
-    """``space``: the proxies get the options ``lswag bench`` gives them there (its proxy_defaults)."""
+    """``space``: the proxies get the options ``lswag bench`` gives them there (:func:`lswag.spaces.proxy_defaults`)."""
     names = proxies.names()
     model, batch = model.to(memory_format=layout), batch_in_layout(batch, layout)
 

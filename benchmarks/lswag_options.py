@@ -3,8 +3,8 @@
 One probe per architecture (of any space; NB201 by default) records everything; every proxy and every L-SWAG variant (all 55 windows
 [p1, p2] x 3 pairings x 2 products x 2 pattern passes) is computed from that one record, so the variants are
 compared on identical passes. The cells are those ``lswag bench`` draws with the same ``--n`` and
-``--seed`` (:func:`lswag.bench.sample_archs` over the ground truth), each probed as the bench
-probes it (:func:`lswag.scoring.space_inputs`: the space's task inputs, loss and layout), so the
+``--seed`` (:func:`lswag.engine.sample_archs` over the ground truth), each probed as the bench
+probes it (:class:`lswag.engine.Prepared`: the space's task inputs, loss, layout and build options), so the
 default variant's column reproduces the bench's l_swag score cell for cell. Rows are appended to ``--out`` as they are computed and a rerun
 skips cells already there. At the end it prints the Spearman rho of each proxy and of the
 L-SWAG variants against ``--metric`` over the ``--n`` sampled architectures only: the CSV may hold
@@ -35,13 +35,13 @@ from tqdm import tqdm
 
 import lswag
 from lswag import probe
-from lswag.bench import sample_archs
-from lswag.benchmarks import DUPLICATES, load_truth
+from lswag.settings import DUPLICATES, Scoring, TruthSource
+from lswag.engine import Prepared, sample_archs
 from lswag.layers import WINDOWS
 from lswag import proxies as registry
 from lswag.proxies import Failure
 from lswag.proxies.lswag import PAIRINGS, PATTERN_PASSES, PRODUCTS
-from lswag.scoring import parse_build_options, space_inputs
+from lswag.scoring import parse_build_options
 
 TRUTH = Path(__file__).resolve().parents[1].parent / "shared/benchmarks/nasbench201/nb201_groundtruth.csv"
 BASELINES = ["zico", "swap", "nwot", "synflow", "grad_norm", "snip", "params", "flops"]
@@ -97,13 +97,13 @@ def main():
     torch.set_num_threads(args.threads)
     baselines = [] if args.baselines == "none" else args.baselines.split(",")
 
-    space = lswag.spaces.get(args.space)
-    build = space.check_build_options(parse_build_options(args.build))
-    truth = load_truth(args.truth, space=args.space, metric=args.metric, arch_column=args.arch_column,
-                       dataset=args.dataset, duplicates=args.duplicates,
-                       column_names=args.column_names.split(",") if args.column_names else None)
-    batch = lswag.load_batch(args.data, batch_size=args.batch_size, seed=args.seed,
-                             image_size=args.image_size or space.input_shape[1:])
+    setup = Scoring(args.space, data=args.data, batch_size=args.batch_size, seed=args.seed,
+                    image_size=args.image_size, build=parse_build_options(args.build))
+    space = setup.search_space
+    truth = TruthSource(str(args.truth), args.metric, dataset=args.dataset, arch_column=args.arch_column,
+                        column_names=tuple(args.column_names.split(",")) if args.column_names else None,
+                        duplicates=args.duplicates).load(args.space)
+    batch = setup.batch()
     columns = ["arch", "truth", "seconds_probe"] + baselines + [variant_name(*v) for v in VARIANTS]
     done = open_rows(args.out, columns)
 
@@ -111,14 +111,14 @@ def main():
     needs = set().union(*(registry.get(n).needs for n in baselines), *(
         l_swag.needs_for({"pairing": pairing, "patterns": patterns})
         for pairing, patterns in itertools.product(PAIRINGS, PATTERN_PASSES)))
-    inputs, settings = space_inputs(space, batch, seed=args.seed, build=build)
-    build = space.sized_build(build, inputs.x)
-    archs = sample_archs(truth.archs(), space, args.n, args.seed)
+    prepared = Prepared(setup, batch)
+    inputs, settings = prepared.inputs, prepared.probe_settings
+    archs = sample_archs(truth.archs(), space, args.n, setup.seed)
     for arch in tqdm(archs, desc=f"{args.space} archs"):
         text = space.format(arch)
         if text in done:
             continue
-        model = space.build(arch, num_classes=inputs.num_classes, seed=args.seed, **build)
+        model = prepared.network(arch)(inputs.num_classes)
         start = time.perf_counter()
         record = probe.record(model, inputs, needs, **settings)
         row = {"arch": text, "truth": truth.value(arch), "seconds_probe": time.perf_counter() - start}
@@ -147,7 +147,7 @@ def report(path: Path, space, archs: set[str]):
     for name in baselines:
         value, failures = rho(name)
         print(f"  {name:<10} rho={value:.3f}  failures={failures}")
-    default = tuple(space.proxy_defaults.get("l_swag", {}).get("window", (1, 10)))
+    default = tuple(lswag.spaces.proxy_defaults(space).get("l_swag", {}).get("window", (1, 10)))
     for pairing, product, patterns in itertools.product(PAIRINGS, PRODUCTS, PATTERN_PASSES):
         value, failures = rho(variant_name(default, pairing, product, patterns))
         print(f"  l_swag {space.name} window [{default[0]},{default[1]}] {pairing:<8} {product:<4} {patterns:<5} "

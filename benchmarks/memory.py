@@ -1,8 +1,8 @@
 """Peak resident memory of one scoring worker at issue 8's sizes, each case in a fresh process.
 
-A worker is what ``lswag bench`` runs per process: ``lswag.score_architecture`` on one batch. Each
+A worker is what ``lswag bench`` runs per process: ``lswag.engine.score_architecture`` on one batch. Each
 case below is scored in a new spawned process (so no high-water mark carries over), and the
-process's peak resident set (``lswag.bench.peak_memory_mb``: Linux ``ru_maxrss``) is printed next to the
+process's peak resident set (``lswag.engine.peak_memory_mb``: Linux ``ru_maxrss``) is printed next to the
 issue's target and the process's resident memory before it scored (torch and lswag imported, batch
 made). Cases are the largest network of each space, where memory peaks:
 
@@ -36,8 +36,9 @@ CASES = {  # name: (space, architecture, batch, proxies, target GB)
 
 def _child(space_name: str, arch: str, batch_size: int, proxies: str, threads: int) -> tuple:
     import lswag
-    from lswag.bench import peak_memory_mb
-    from lswag.scoring import score_architecture
+    from lswag.engine import peak_memory_mb, score_architecture
+    from lswag.settings import Scoring
+    from lswag.scoring import resolve_proxies
 
     def resident_gb() -> float:
         return peak_memory_mb() * 2**20 / 1e9
@@ -48,7 +49,7 @@ def _child(space_name: str, arch: str, batch_size: int, proxies: str, threads: i
                              num_classes=space.num_classes)
     before = resident_gb()
     start = time.perf_counter()
-    _, _, results = score_architecture(space_name, arch, proxies=proxies, batch=batch)
+    _, results = score_architecture(Scoring(space_name, tuple(resolve_proxies(proxies))), arch, batch=batch)
     failed = [r.name for r in results if r.failed]
     return before, resident_gb(), time.perf_counter() - start, len(results), failed
 

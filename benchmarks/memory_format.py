@@ -25,7 +25,9 @@ from scipy.stats import spearmanr
 
 import lswag
 from lswag.benchmarks import load_truth
-from lswag.scoring import score_architecture
+from lswag.engine import score_architecture
+from lswag.settings import Scoring
+from lswag.scoring import resolve_proxies
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 WAYS = (("default layout", torch.contiguous_format, None),
@@ -33,7 +35,7 @@ WAYS = (("default layout", torch.contiguous_format, None),
         ("default, 1 thread", torch.contiguous_format, 1))
 
 
-def score_all(space: str, archs: list, proxies: str, batch, memory_format, threads: int | None) -> tuple[float, dict]:
+def score_all(setup: Scoring, archs: list, batch, memory_format, threads: int | None) -> tuple[float, dict]:
     """Seconds per architecture and {proxy: [value or None]} for ``archs`` scored one way."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads or before)
@@ -41,7 +43,7 @@ def score_all(space: str, archs: list, proxies: str, batch, memory_format, threa
     start = time.perf_counter()
     try:
         for arch in archs:
-            _, _, results = score_architecture(space, arch, proxies=proxies, batch=batch, memory_format=memory_format)
+            _, results = score_architecture(setup, arch, batch=batch, memory_format=memory_format)
             for result in results:
                 values.setdefault(result.name, []).append(result.value if isinstance(result.value, float) else None)
     finally:
@@ -72,10 +74,11 @@ def main() -> None:
     else:
         archs = space.sample(args.n, seed=0)
     batch = lswag.load_batch(args.data, batch_size=args.batch_size, seed=0, image_size=space.input_shape[1:])
-    score_architecture(args.space, archs[0], proxies=args.proxies, batch=batch)     # warm-up
+    setup = Scoring(args.space, tuple(resolve_proxies(args.proxies)))
+    score_architecture(setup, archs[0], batch=batch)     # warm-up
     print(f"{args.space}, {args.n} architectures, batch {args.batch_size}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
-    runs = [(label, *score_all(args.space, archs, args.proxies, batch, fmt, threads)) for label, fmt, threads in WAYS]
+    runs = [(label, *score_all(setup, archs, batch, fmt, threads)) for label, fmt, threads in WAYS]
     reference_seconds, reference = runs[0][1], runs[0][2]
     for label, seconds, _ in runs:
         print(f"  {label:<18} {seconds:7.3f} s per architecture  ({reference_seconds / seconds:.2f}x the default's speed)")

@@ -21,7 +21,7 @@ import csv
 import statistics
 from pathlib import Path
 
-from lswag.bench import Scoring
+from lswag.settings import Scoring, TruthSource
 from lswag.search import SearchConfig, search
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -79,8 +79,9 @@ def main() -> None:
             scoring=Scoring("nb201", ("l_swag",), data=args.data, batch_size=args.batch_size,
                             seed=args.score_seed + seed if strategy == "prune" else args.score_seed,
                             build=prune_build if strategy == "prune" else {}),
-            strategy=strategy, fitness=fitness, evaluations=args.evaluations, seed=seed, truth=str(TRUTH),
-            metrics=METRICS, calibration=100, libra_pool=LIBRA_POOL, also=() if strategy == "prune" else proxies,
+            strategy=strategy, fitness=fitness, evaluations=args.evaluations, seed=seed,
+            truth=TruthSource(str(TRUTH), METRICS[0]), more_metrics=METRICS[1:], calibration=100,
+            libra_pool=LIBRA_POOL, also=() if strategy == "prune" else proxies,
             **evolution_shape(args.evaluations))
         result = search(config, store, workers=args.workers, progress=False)
         with runs_path.open("a", newline="") as f:

@@ -15,8 +15,8 @@ import csv
 from pathlib import Path
 
 from lswag import spaces
-from lswag.bench import sample_archs
 from lswag.benchmarks import load_truth
+from lswag.engine import sample_archs
 from lswag.libra import read_scores
 from lswag.stats import correlate
 

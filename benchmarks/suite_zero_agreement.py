@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lswag import spaces
 from lswag.bench import BenchConfig, run_bench
-from lswag.benchmarks import load_truth
+from lswag.settings import Scoring, TruthSource
 from lswag.stats import correlate
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -26,11 +26,11 @@ PROXIES = ("epe_nas", "fisher", "flops", "grad_norm", "grasp", "jacov", "l2_norm
 
 def agreement(n: int, store: Path, workers: int, seed: int = 0, data: str | None = None, progress: bool = True):
     """[(proxy, lswag rho, Suite-Zero rho on the same cells)] for the ``n`` sampled cells."""
-    config = BenchConfig(space="nb201", truth=str(TABLE), dataset="cifar10", metric="val_accuracy", n=n,
-                         seed=seed, proxies=PROXIES, batch_size=64,
-                         data=data or f"npz:{SHARED / 'images/cifar10_sample.npz'}")
-    reports = run_bench(config, store, workers=workers, progress=progress)
-    truth = load_truth(TABLE, space="nb201", metric="val_accuracy", dataset="cifar10")
+    source = TruthSource(str(TABLE), "val_accuracy", dataset="cifar10")
+    scoring = Scoring("nb201", PROXIES, data=data or f"npz:{SHARED / 'images/cifar10_sample.npz'}", batch_size=64,
+                      seed=seed)
+    reports = run_bench(BenchConfig(scoring, source, n=n), store, workers=workers, progress=progress)
+    truth = source.load("nb201")
     space = spaces.get("nb201")
     rows = []
     for report in reports:

@@ -24,6 +24,7 @@ from pathlib import Path
 import lswag
 from bench_passes import batch_in_layout, floor, layout_of
 from lswag.bench import BenchConfig, run_bench
+from lswag.settings import Scoring, TruthSource
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 NB201_CELLS = 15_625
@@ -49,14 +50,15 @@ def largest_difference(values: dict, reference: dict) -> float:
 
 def timed_floors(config: BenchConfig, archs: list[str]) -> float:
     """Seconds to build each of ``archs`` (the cells a bench run scored) and run one forward+backward of it."""
-    space = lswag.spaces.get(config.space)
-    batch = lswag.load_batch(config.data, batch_size=config.batch_size, seed=config.seed,
+    setup = config.scoring
+    space = setup.search_space
+    batch = lswag.load_batch(setup.data, batch_size=setup.batch_size, seed=setup.seed,
                              image_size=space.input_shape[1:])
-    layout = layout_of(config.space)
+    layout = layout_of(setup.space)
     batch = batch_in_layout(batch, layout)
     start = time.perf_counter()
     for arch in archs:
-        model = space.build(space.parse(arch), num_classes=batch.num_classes, seed=config.seed)
+        model = space.build(space.parse(arch), num_classes=batch.num_classes, seed=setup.seed)
         floor(model.to(memory_format=layout), batch)
     return time.perf_counter() - start
 
@@ -71,8 +73,8 @@ def main() -> None:
     parser.add_argument("--truth", default=str(SHARED / "benchmarks/nasbench201/nb201_groundtruth.csv"))
     parser.add_argument("--data", default=f"npz:{SHARED / 'images/cifar10_sample.npz'}")
     args = parser.parse_args()
-    config = BenchConfig(space="nb201", truth=args.truth, metric="cifar10_test_acc_200ep", n=args.n,
-                         proxies=tuple(args.proxies.split(",")), data=args.data, batch_size=args.batch_size)
+    config = BenchConfig(Scoring("nb201", tuple(args.proxies.split(",")), data=args.data, batch_size=args.batch_size),
+                         TruthSource(args.truth, "cifar10_test_acc_200ep"), n=args.n)
     runs = [(f"local, {w} worker{'s' * (w > 1)}", w, "local") for w in args.workers]
     if args.ray:
         runs.append((f"ray, {max(args.workers)} CPUs", max(args.workers), "ray"))

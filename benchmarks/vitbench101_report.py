@@ -32,8 +32,8 @@ from scipy.stats import spearmanr
 
 from lswag import proxies as registry
 from lswag import spaces
-from lswag.bench import Scoring
 from lswag.benchmarks import load_truth
+from lswag.settings import Scoring
 from lswag.ensembles import pool_ensembles
 from lswag.proxies import Failure
 from lswag.stats import constant_note, correlate, failures_last
@@ -125,7 +125,7 @@ def saturation(subnets: int, batches: list[int], data: str) -> None:
     sites of Λ / ceiling, for the first ``subnets`` subnets of the bench's sample, on the draws'
     forwards (L-SWAG's default) at every batch size."""
     from lswag import load_batch, probe
-    from lswag.bench import sample_archs
+    from lswag.engine import sample_archs
     from lswag.scoring import space_inputs
 
     space = spaces.get(SPACE)

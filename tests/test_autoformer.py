@@ -193,10 +193,11 @@ def test_the_zoo_scores_a_tiny_vitbench101_subnet():
 
 @pytest.mark.parametrize("name", ["autoformer-t", "vitbench101-autoformer"])
 def test_scoring_builds_the_vit_for_the_batch_resolution(name):
-    from lswag.scoring import score_architecture
+    from lswag.engine import score_architecture
+    from lswag.settings import Scoring
     space = lswag.spaces.get(name)
     config = ViTConfig(192, (3.5,) * 12, (3,) * 12)
-    _, _, results = score_architecture(name, config, proxies="params", data="gaussian", batch_size=2, image_size=32)
+    _, results = score_architecture(Scoring(name, ("params",), data="gaussian", batch_size=2, image_size=32), config)
     assert results[0].value == pytest.approx(space.params(config, num_classes=10, image_size=32) / 1e6)
     with pytest.raises(LswagError, match="square images, got 32x48"):
-        score_architecture(name, config, proxies="params", data="gaussian", batch_size=2, image_size=(32, 48))
+        score_architecture(Scoring(name, ("params",), data="gaussian", batch_size=2, image_size=(32, 48)), config)

@@ -15,7 +15,9 @@ import torch
 from scipy.stats import spearmanr
 
 import lswag
-from lswag.bench import BenchConfig, Scoring, run_bench, sample_archs
+from lswag.bench import BenchConfig, run_bench
+from lswag.settings import Execution, Scoring, TruthSource
+from lswag.engine import sample_archs
 from lswag.errors import LswagError
 from lswag.proxies import Failure
 from lswag.store import Store
@@ -46,10 +48,10 @@ def truth_file(tmp_path, n=10):
     return path
 
 
-def config(truth, **changes):
-    base = dict(space="nb201", truth=str(truth), metric="acc", n=6, seed=0, proxies=("params", "zico"),
-                batch_size=8)
-    return BenchConfig(**{**base, **changes})
+def config(truth, n: int = 6, **changes):
+    """A bench of ``n`` cells of the truth file against its ``acc``, scored as ``changes`` say."""
+    base = dict(space="nb201", seed=0, proxies=("params", "zico"), batch_size=8)
+    return BenchConfig(Scoring(**{**base, **changes}), TruthSource(str(truth), "acc"), n)
 
 
 def table(store_path, settings_filter=None):
@@ -138,7 +140,7 @@ def test_store_key_names_the_channels_last_layout_where_the_space_uses_it():
 def test_workers_give_the_same_results(tmp_path):
     truth = truth_file(tmp_path)
     run_bench(config(truth), tmp_path / "one.sqlite", progress=False)
-    run_bench(config(truth), tmp_path / "two.sqlite", workers=2, progress=False)
+    run_bench(config(truth), tmp_path / "two.sqlite", Execution(workers=2), progress=False)
     strip = [(a, p, s, v, f) for a, p, s, v, f in table(tmp_path / "one.sqlite")]
     assert strip == table(tmp_path / "two.sqlite") and len(strip) == 12
 
@@ -165,24 +167,25 @@ def test_ray_gives_the_same_results(tmp_path):
     pytest.importorskip("ray", reason="Ray is the optional extra lswag[ray]; install it to test the Ray executor")
     truth = truth_file(tmp_path)
     run_bench(config(truth), tmp_path / "one.sqlite", progress=False)
-    run_bench(config(truth), tmp_path / "ray.sqlite", workers=2, executor="ray", progress=False)
+    run_bench(config(truth), tmp_path / "ray.sqlite", Execution(workers=2, executor="ray"), progress=False)
     reference = table(tmp_path / "one.sqlite")
     assert table(tmp_path / "ray.sqlite") == reference and len(reference) == 12
 
 
 def test_executor_errors(tmp_path):
     truth = truth_file(tmp_path)
-    with pytest.raises(LswagError, match="unknown executor 'dask'; choose one of: local, ray"):
-        run_bench(config(truth), tmp_path / "s.sqlite", executor="dask", progress=False)
+    with pytest.raises(LswagError, match="unknown executor 'dask'; valid choices: local, ray"):
+        run_bench(config(truth), tmp_path / "s.sqlite", Execution(executor="dask"), progress=False)
     with pytest.raises(LswagError, match="needs --executor ray"):
-        run_bench(config(truth), tmp_path / "s.sqlite", ray_address="auto", progress=False)
+        run_bench(config(truth), tmp_path / "s.sqlite", Execution(ray_address="auto"), progress=False)
 
 
 def test_unreachable_ray_cluster_fails_fast(tmp_path):
     pytest.importorskip("ray", reason="Ray is the optional extra lswag[ray]; install it to test the Ray executor")
     truth = truth_file(tmp_path)
     with pytest.raises(LswagError, match="cannot reach the Ray cluster at 127.0.0.1:1: "):
-        run_bench(config(truth), tmp_path / "s.sqlite", executor="ray", ray_address="127.0.0.1:1", progress=False)
+        run_bench(config(truth), tmp_path / "s.sqlite", Execution(executor="ray", ray_address="127.0.0.1:1"),
+                  progress=False)
 
 
 def bench_command(truth, store, n):
@@ -253,8 +256,8 @@ def test_real_nb201_bench_params_and_l_swag_correlate(tmp_path):
     truth = shared_file("benchmarks/nasbench201/nb201_groundtruth.csv")
     images = shared_file("images/cifar10_sample.npz")
     torch.set_num_threads(2)
-    reports = run_bench(BenchConfig(space="nb201", truth=str(truth), metric="cifar10_test_acc_200ep", n=100,
-                                    proxies=("params", "l_swag"), data=f"npz:{images}", batch_size=32),
+    reports = run_bench(BenchConfig(Scoring("nb201", ("params", "l_swag"), data=f"npz:{images}", batch_size=32),
+                                    TruthSource(str(truth), "cifar10_test_acc_200ep"), n=100),
                         tmp_path / "real.sqlite", progress=False)
     rho = {r.proxy: r.correlation.spearman for r in reports}
     assert rho["params"] > 0.5 and rho["l_swag"] > 0.5, rho
@@ -309,7 +312,8 @@ def test_layer_analysis_agrees_with_bench_and_proposes_a_wide_window(tmp_path, c
     from lswag.layers import MIN_WIDTH, _spike_window, analyse_layers
 
     truth = truth_file(tmp_path)
-    analysis = analyse_layers("nb201", n=8, batch_size=8, truth=str(truth), metric="acc", progress=False)
+    analysis = analyse_layers(Scoring("nb201", batch_size=8), n=8, truth=TruthSource(str(truth), "acc"),
+                              progress=False)
     reports = run_bench(config(truth, n=8, proxies=("l_swag",), options={"l_swag": {"window": (1, 10)}}),
                         tmp_path / "s.sqlite", progress=False)
     assert analysis.rho_window[(1, 10)] == pytest.approx(reports[0].correlation.spearman, abs=1e-12)

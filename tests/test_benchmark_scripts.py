@@ -80,7 +80,8 @@ def test_lswag_options_script_scores_a_task_network_as_the_library_does(tmp_path
 
     import lswag
     from lswag.data import load_batch
-    from lswag.scoring import score_architecture
+    from lswag.engine import score_architecture
+    from lswag.settings import Scoring
 
     micro = lswag.spaces.get("tnb101_micro")
     archs = [micro.format(a) for a in micro.sample(4, seed=2)]
@@ -102,8 +103,8 @@ def test_lswag_options_script_scores_a_task_network_as_the_library_does(tmp_path
     threads = torch.get_num_threads()
     torch.set_num_threads(1)    # as the script ran: Ψ = ln Σ 1/σ moves by 1% with the threads' rounding here
     try:
-        _, _, results = score_architecture("tnb101_micro", archs[0], proxies="l_swag,zico", batch=batch,
-                                           build={"task": "normal"})
+        _, results = score_architecture(Scoring("tnb101_micro", ("l_swag", "zico"), build={"task": "normal"}),
+                                        archs[0], batch=batch)
     finally:
         torch.set_num_threads(threads)
     assert float(rows[archs[0]]["l_swag[1-10,feeding,sum,draws]"]) == pytest.approx(results[0].value, rel=1e-9)

@@ -149,7 +149,7 @@ def test_score_json(capsys):
 
 def test_space_default_window_is_used_and_user_option_wins(capsys):
     default = score_json(capsys, "--arch", "1601", "--batch-size", "8")
-    assert default["options"] == {"l_swag": {"window": list(lswag.spaces.get("nb201").proxy_defaults["l_swag"]["window"])}}
+    assert default["options"] == {"l_swag": {"window": list(lswag.spaces.proxy_defaults("nb201")["l_swag"]["window"])}}
     explicit = score_json(capsys, "--arch", "1601", "--batch-size", "8", "--option", "l_swag.window=4-7")
     assert values(explicit)["l_swag"] == values(default)["l_swag"]
     everything = score_json(capsys, "--arch", "1601", "--batch-size", "8", "--option", "l_swag.window=1-10")

@@ -8,6 +8,8 @@ import pytest
 import torch
 
 import lswag
+from lswag.engine import score_architecture
+from lswag.settings import Scoring
 from lswag.errors import LswagError
 from lswag.spaces.darts import DARTS_V2, NB301_OPS, NODES, Genotype
 
@@ -96,15 +98,15 @@ def test_the_zoo_scores_a_small_darts_network():
 def test_l_swag_scores_darts_with_the_measured_log_product_and_nb301_with_the_sum():
     batch = lswag.load_batch("digits", batch_size=8, seed=0, image_size=(32, 32))
     build = {"C": 4, "layers": 5}
-    _, used, results = lswag.scoring.score_architecture("darts", DARTS_V2, proxies="l_swag", batch=batch, build=build)
-    assert used == {"l_swag": {"product": "log"}}
+    setup = Scoring("darts", ("l_swag",), build=build)
+    _, results = score_architecture(setup, DARTS_V2, batch=batch)
+    assert setup.resolved_options == {"l_swag": {"product": "log"}}
     model = DARTS.build(DARTS_V2, num_classes=10, seed=0, **build)
     by_product = {product: lswag.score(model, batch, ["l_swag"], options={"l_swag": {"product": product}},
                                        memory_format=torch.channels_last)["l_swag"] for product in ("log", "sum")}
     assert results[0].value == pytest.approx(by_product["log"], rel=1e-9)
     assert by_product["sum"] != pytest.approx(by_product["log"], rel=1e-3)
-    _, used, _ = lswag.scoring.score_architecture("nb301", DARTS_V2, proxies="l_swag", batch=batch, build=build)
-    assert used == {}
+    assert Scoring("nb301", ("l_swag",), build=build).resolved_options == {}
 
 
 @pytest.mark.realdata

@@ -11,7 +11,8 @@ from conftest import shared_file
 import torch
 
 from lswag import data
-from lswag.data import SOURCES, Batch, load_batch
+from lswag.data import Batch, load_batch
+from lswag.settings import SOURCES
 from lswag.errors import LswagError
 
 

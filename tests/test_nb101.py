@@ -11,6 +11,8 @@ import pytest
 import torch
 
 import lswag
+from lswag.engine import score_architecture
+from lswag.settings import Scoring
 from lswag.errors import LswagError
 from lswag.spaces.nb101 import Spec, vertex_channels
 
@@ -117,9 +119,9 @@ def test_the_zoo_scores_a_small_nb101_network():
 
 def test_l_swag_scores_nb101_with_the_measured_log_product():
     batch = lswag.load_batch("digits", batch_size=8, seed=0, image_size=(32, 32))
-    _, used, results = lswag.scoring.score_architecture("nb101", EXAMPLE, proxies="l_swag", batch=batch,
-                                                        build={"stem_channels": 8})
-    assert used == {"l_swag": {"product": "log"}}
+    setup = Scoring("nb101", ("l_swag",), build={"stem_channels": 8})
+    _, results = score_architecture(setup, EXAMPLE, batch=batch)
+    assert setup.resolved_options == {"l_swag": {"product": "log"}}
     model = NB101.build(EXAMPLE, num_classes=10, seed=0, stem_channels=8)
     by_product = {product: lswag.score(model, batch, ["l_swag"], options={"l_swag": {"product": product}},
                                        memory_format=torch.channels_last)["l_swag"] for product in ("log", "sum")}

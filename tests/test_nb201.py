@@ -260,7 +260,8 @@ def test_nb201_networks_are_scored_channels_last_on_cpu(monkeypatch):
     """The harness scores NB201 in the layout measured faster on CPU; a caller's choice wins."""
     from lswag import probe
     from lswag.data import load_batch
-    from lswag.scoring import score_architecture
+    from lswag.engine import score_architecture
+    from lswag.settings import Scoring
 
     layouts = []
     record = probe.record
@@ -268,9 +269,9 @@ def test_nb201_networks_are_scored_channels_last_on_cpu(monkeypatch):
                         or record(*args, **kwargs))
     batch = load_batch("digits", batch_size=8, image_size=8)
     tiny = {"C": 4, "N": 1}
-    _, _, results = score_architecture("nb201", 0, proxies="nwot", batch=batch, build=tiny)
-    _, _, again = score_architecture("nb201", 0, proxies="nwot", batch=batch, build=tiny,
-                                     memory_format=torch.contiguous_format)
+    setup = Scoring("nb201", ("nwot",), build=tiny)
+    _, results = score_architecture(setup, 0, batch=batch)
+    _, again = score_architecture(setup, 0, batch=batch, memory_format=torch.contiguous_format)
     assert layouts == [torch.channels_last, torch.contiguous_format]
     assert results[0].value == pytest.approx(again[0].value, rel=1e-6)
     assert SPACE.channels_last_on_cpu and not spaces.get("tnb101_micro").channels_last_on_cpu

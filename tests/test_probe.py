@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+import lswag
 from lswag import probe
 from lswag.data import Batch
 from lswag.errors import LswagError
@@ -417,6 +418,62 @@ def test_record_rejects_bad_needs_and_draws():
     for m in (0, 5):
         with pytest.raises(LswagError, match="gradient_draws"):
             probe.record(net, batch, {"draws"}, gradient_draws=m)
+
+
+def test_one_forward_serving_several_passes_counts_its_time_for_each():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Sequential(nn.Conv2d(4, 4, 1), nn.ReLU()),
+                        nn.Sequential(nn.Conv2d(4, 4, 1), nn.ReLU()), nn.Flatten(), nn.Linear(16, 3))
+    rec = probe.record(net, make_batch(randn(6, 3, 4, 4)), {"patterns", "gradient", "input_jacobian", "blocks",
+                                                            "draws", "ntk"})
+    assert set(rec.seconds) == {"patterns", "gradient", "jacobian", "features", "draws", "ntk"}
+    assert len({rec.seconds[name] for name in ("patterns", "gradient", "jacobian", "features")}) == 1
+    assert rec.sites and rec.input_jacobian is not None and rec.blocks and rec.num_draws == 2 and rec.ntk is not None
+
+
+# --------------------------------------------------------------------------- declared blocks
+
+class TwoContainerNet(nn.Module):
+    """Two stages the rules would pick (``stages``) and the blocks a network can declare (``chosen``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stages = nn.Sequential(nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU()), nn.Sequential(nn.Conv2d(4, 4, 1)))
+        self.chosen = nn.Sequential(nn.Conv2d(4, 4, 1), nn.ReLU(), nn.Conv2d(4, 4, 1))
+
+    def forward(self, x):
+        return self.chosen(self.stages(x)).mean((2, 3))
+
+
+class DeclaredNet(probe.DeclaresBlocks, TwoContainerNet):
+    block_containers = ("chosen",)
+
+
+def test_a_network_declares_its_blocks_by_inheriting_declares_blocks():
+    assert [name for name, _ in probe.block_containers(TwoContainerNet())] == ["stages"]
+    declared = DeclaredNet()
+    assert [(name, module) for name, module in probe.block_containers(declared)] == [("chosen", declared.chosen)]
+    rec = probe.record(declared, make_batch(randn(4, 3, 2, 2)), {"blocks"})
+    assert rec.block_container == "chosen"
+    assert [block.name for block in rec.blocks] == ["input of chosen.0", "chosen.0", "chosen.1", "chosen.2"]
+
+    class Misdeclared(probe.DeclaresBlocks, TwoContainerNet):
+        block_containers = ("chosen", "decoder")
+
+    with pytest.raises(LswagError, match="block_containers names decoder, which the model does not have"):
+        probe.block_containers(Misdeclared())
+
+
+def test_an_attribute_alone_does_not_declare_blocks():
+    """Only the declared capability counts: an attribute of the same name on another network is not read."""
+    net = TwoContainerNet()
+    net.block_containers = ("chosen",)
+    assert [name for name, _ in probe.block_containers(net)] == ["stages"]
+
+
+def test_tnb101_networks_declare_their_encoder_as_their_blocks():
+    network = lswag.spaces.get("tnb101_micro").build("64-41414-1_00_210", task="jigsaw")
+    assert isinstance(network, probe.DeclaresBlocks)
+    assert [name for name, _ in probe.block_containers(network)] == ["encoder.layers"]
 
 
 # --------------------------------------------------------------------------- initialisations

@@ -9,11 +9,11 @@ import pytest
 from scipy import stats
 
 from lswag import spaces
-from lswag.bench import Scoring
+from lswag.settings import Scoring, TruthSource
 from lswag.cli import main
 from lswag.errors import LswagError
 from lswag.proxies import Failure
-from lswag.search import Budget, SearchConfig, _Archive, load_result, make_fitness, search
+from lswag.search import Archive, Budget, SearchConfig, load_result, make_fitness, search
 from lswag.spaces.darts import DartsSpace
 from lswag.spaces.nb201 import OPS
 from lswag.store import Store
@@ -64,7 +64,7 @@ def test_progress_shows_a_proxys_best_value_and_a_pools_best_candidate_by_its_pr
     def result(value):
         return type("Result", (), {"value": value, "seconds": 0.0})()
 
-    single, pool = _Archive(make_fitness("nwot")), _Archive(make_fitness("rank:nwot,zico"))
+    single, pool = Archive(make_fitness("nwot")), Archive(make_fitness("rank:nwot,zico"))
     assert single.describe_best() == "none yet" and pool.describe_best() == "none yet"
     for arch, nwot, zico in (("a", 3.0, 1.0), ("b", 7.0, 4.0), ("c", Failure("singular"), 9.0), ("d", 5.0, 2.0)):
         single.add(arch, {"nwot": result(nwot)})
@@ -140,7 +140,7 @@ def test_every_space_mutates_with_a_per_choice_probability(name):
 def test_random_search_draws_distinct_candidates_of_the_truth_and_looks_the_best_up(tmp_path):
     path, cells = truth_file(tmp_path)
     config = SearchConfig(scoring(), strategy="random", fitness="params", evaluations=15, seed=1,
-                          truth=str(path), metrics=("acc", "other"))
+                          truth=TruthSource(str(path), "acc"), more_metrics=("other",))
     result = search(config, tmp_path / "s.sqlite", progress=False)
     assert len(set(result.candidates)) == 15 and set(result.candidates) <= set(cells)
     assert result.arch == max(result.candidates, key=tiny_params)
@@ -176,8 +176,8 @@ def test_pruning_a_darts_supernet_keeps_one_op_per_edge_and_two_inputs_per_node(
 
 def test_libra_fitness_is_fitted_on_calibration_archs_of_the_truth(tmp_path):
     path, cells = truth_file(tmp_path)
-    config = SearchConfig(scoring(), fitness="libra", population=6, generations=2, parents=3, truth=str(path),
-                          metrics=("acc",), calibration=12, libra_pool=("params", "l2_norm", "flops"))
+    config = SearchConfig(scoring(), fitness="libra", population=6, generations=2, parents=3,
+                          truth=TruthSource(str(path), "acc"), calibration=12, libra_pool=("params", "l2_norm", "flops"))
     result = search(config, tmp_path / "s.sqlite", progress=False)
     assert len(set(result.calibration)) == 12 and "LIBRA fitted on 12 archs" in result.libra
     assert result.fitness == "libra" and result.arch in cells and "acc" in result.truth
@@ -188,7 +188,7 @@ def test_libra_fitness_is_fitted_on_calibration_archs_of_the_truth(tmp_path):
 def test_libra_calibration_cells_are_not_the_random_search_draws(tmp_path):
     # with one stream for both, random search would rank exactly the cells LIBRA was fitted on
     path, _ = truth_file(tmp_path)
-    common = dict(strategy="random", evaluations=12, truth=str(path), metrics=("acc",), calibration=12,
+    common = dict(strategy="random", evaluations=12, truth=TruthSource(str(path), "acc"), calibration=12,
                   libra_pool=("params", "l2_norm", "flops"))
     fitted = search(SearchConfig(scoring(), fitness="libra", **common), tmp_path / "s.sqlite", progress=False)
     plain = search(SearchConfig(scoring(), fitness="params", **common), tmp_path / "s.sqlite", progress=False)

@@ -9,6 +9,8 @@ import torch
 
 import lswag
 from lswag.data import Batch
+from lswag.engine import score_architecture
+from lswag.settings import Scoring
 from lswag.errors import LswagError
 from lswag.spaces import tnb101
 from lswag.spaces.tnb101 import TASKS
@@ -172,27 +174,27 @@ def test_a_dense_task_needs_an_input_its_deepest_encoder_divides():
 @pytest.mark.parametrize("task", ["jigsaw", "segmentsemantic", "normal"])
 def test_a_task_network_is_scored_on_its_own_batch_and_loss(task):
     batch = image_batch(size=64)     # a macro encoder's stride is up to 64
-    _, _, results = lswag.scoring.score_architecture("tnb101_macro", "64-1234-basic", proxies="l_swag,params",
-                                                     batch=batch, build={"task": task})
+    _, results = score_architecture(Scoring("tnb101_macro", ("l_swag", "params"), build={"task": task}),
+                                    "64-1234-basic", batch=batch)
     assert not any(r.failed for r in results)
     assert results[1].value == numel(MACRO.build("64-1234-basic", task=task)) / 1e6
     with pytest.raises(LswagError, match="unknown build option 'tsk'.*valid: task, discriminator, bn_compat"):
-        lswag.scoring.score_architecture("tnb101_macro", "64-1234-basic", proxies="params", batch=batch,
-                                         build={"tsk": task})
+        score_architecture(Scoring("tnb101_macro", ("params",), build={"tsk": task}), "64-1234-basic", batch=batch)
 
 
 def test_the_layer_analysis_probes_a_task_network_as_bench_scores_it(tmp_path):
     from lswag.bench import BenchConfig, run_bench
+    from lswag.settings import TruthSource
     from lswag.layers import analyse_layers
 
     truth = tmp_path / "truth.csv"
     cells = [MICRO.format(c) for c in MICRO.sample(6, seed=1)]
     with open(truth, "w", newline="") as f:
         csv.writer(f).writerows([["arch_str", "normal"]] + [[cell, 50.0 + i * (-1) ** i] for i, cell in enumerate(cells)])
-    common = dict(n=6, seed=0, batch_size=4, image_size=32, metric="normal", build={"task": "normal"})
-    analysis = analyse_layers("tnb101_micro", truth=str(truth), progress=False, **common)
-    reports = run_bench(BenchConfig(space="tnb101_micro", truth=str(truth), proxies=("l_swag",),
-                                    options={"l_swag": {"window": (1, 10)}}, **common),
-                        tmp_path / "s.sqlite", progress=False)
+    setup = Scoring("tnb101_micro", ("l_swag",), seed=0, batch_size=4, image_size=32, build={"task": "normal"},
+                    options={"l_swag": {"window": (1, 10)}})
+    source = TruthSource(str(truth), "normal")
+    analysis = analyse_layers(setup, n=6, truth=source, progress=False)
+    reports = run_bench(BenchConfig(setup, source, n=6), tmp_path / "s.sqlite", progress=False)
     assert analysis.rho_window[(1, 10)] == pytest.approx(reports[0].correlation.spearman, abs=1e-12)
     assert reports[0].correlation.failures == 0

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from lswag import spaces
-from lswag.bench import Scoring
+from lswag.settings import Scoring
 from lswag.cli import main
 from lswag.store import Store
 

@@ -19,11 +19,11 @@ from tqdm import tqdm
 
 from lswag import spaces
 from lswag.errors import LswagError, unknown_choice
+from lswag.settings import DUPLICATES
 
 #: NAS-Bench-Suite-Zero's "proxy failed / not applicable" value (written -100000000.0 in its files)
 FAILURE_SENTINEL = -1e8
 #: what load_truth does with rows of the same architecture
-DUPLICATES = ("error", "mean")
 #: table columns that, when present, say which benchmark a row belongs to (the first present
 #: one selects the rows of ``dataset``): NB201 tables' dataset, TNB101 long tables' task
 GROUP_COLUMNS = ("dataset", "task")

@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 
 from lswag import __version__, proxies, spaces
-from lswag.benchmarks import DUPLICATES
-from lswag.bench import EXECUTORS, BenchConfig, Scoring, read_tables, run_bench, write_outputs
-from lswag.data import SOURCES, load_dataset
+from lswag.settings import DEVICES, DUPLICATES, EXECUTORS, LIBRA_POOL, OPTIMIZERS, SOURCES, STRATEGIES, Scoring, TruthSource, parse_build_options, parse_options
+from lswag.bench import BenchConfig, read_tables, run_bench, write_outputs
+from lswag.engine import score_architecture
+from lswag.data import load_dataset
 from lswag.demo import run_demo
 from lswag.errors import LswagError
 from lswag.layers import analyse_layers, plot_profile
@@ -21,9 +22,8 @@ from lswag import minibench
 from lswag.plots import heatmap
 from lswag.probe import INITS, PASS_OF_NEED
 from lswag.proxies import Failure
-from lswag.scoring import DEVICES, parse_build_options, parse_option, score_architecture
-from lswag.search import LIBRA_POOL, STRATEGIES, Budget, SearchConfig, load_result, search
-from lswag.train import OPTIMIZERS, Recipe, train
+from lswag.search import Budget, SearchConfig, load_result, search
+from lswag.train import Recipe, train
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,13 +37,32 @@ def _value_text(value) -> str:
     return str(value) if isinstance(value, Failure) else f"{value:.6g}"
 
 
+def _scoring(args, proxies, seed: int) -> Scoring:
+    """The one settings object of a scoring command, from its probe arguments (:func:`_add_probe_arguments`)."""
+    return Scoring(args.space, tuple(proxies), data=args.data, batch_size=args.batch_size, seed=seed,
+                   image_size=args.image_size, gradient_draws=args.draws, init=args.init,
+                   options=parse_options(args.option), build=parse_build_options(args.build),
+                   device=args.device)
+
+
+def _truth(args) -> TruthSource | None:
+    """The ground truth of a command's truth arguments (:func:`_add_truth_arguments`), or None without one."""
+    if args.truth is None:
+        if args.metric is not None:
+            raise LswagError("--metric needs --truth (the file it is a column of)")
+        return None
+    if args.metric is None:
+        raise LswagError(f"--truth {args.truth} needs --metric: the column used as accuracy")
+    return TruthSource(args.truth, args.metric.split(",")[0], dataset=args.dataset, arch_column=args.arch_column,
+                       column_names=tuple(args.column_names.split(",")) if args.column_names else None,
+                       duplicates=args.duplicates)
+
+
 def _cmd_score(args) -> None:
-    arch, options, results = score_architecture(
-        args.space, args.arch, proxies=args.proxies, data=args.data, batch_size=args.batch_size,
-        image_size=args.image_size, seed=args.seed, download=args.download,
-        options=_collect_options(args.option), gradient_draws=args.draws, init=args.init,
-        build=parse_build_options(args.build), device=args.device)
-    space = spaces.get(args.space)
+    setup = _scoring(args, args.proxies.split(","), args.seed)
+    arch, results = score_architecture(setup, args.arch, download=args.download, fail_fast=args.fail_fast)
+    options = setup.resolved_options
+    space = setup.search_space
     for r in results:
         if r.warning:
             print(f"lswag: warning: {r.warning}", file=sys.stderr)
@@ -52,7 +71,7 @@ def _cmd_score(args) -> None:
             "space": args.space, "arch": space.format(arch), "data": args.data,
             "batch_size": args.batch_size, "image_size": args.image_size, "seed": args.seed,
             "gradient_draws": args.draws, "init": args.init,
-            "options": options, "build": parse_build_options(args.build), "lswag_version": __version__,
+            "options": options, "build": setup.build, "lswag_version": __version__,
             "results": [{"proxy": r.name,
                          "value": None if r.failed else r.value,
                          "failure": r.value.reason if r.failed else None,
@@ -69,25 +88,11 @@ def _cmd_score(args) -> None:
         print(f"{r.name:<{width}}  {_value_text(r.value):>14}  {r.seconds:8.3f}")
 
 
-def _collect_options(texts: list[str]) -> dict[str, dict]:
-    options: dict[str, dict] = {}
-    for text in texts:
-        name, key, value = parse_option(text)
-        options.setdefault(name, {})[key] = value
-    return options
-
-
 def _cmd_bench(args) -> None:
-    config = BenchConfig(
-        space=args.space, truth=args.truth, metric=args.metric, n=args.n, seed=args.seed,
-        proxies=tuple(args.proxies.split(",")), data=args.data, batch_size=args.batch_size,
-        image_size=args.image_size, gradient_draws=args.draws, init=args.init, options=_collect_options(args.option),
-        dataset=args.dataset, arch_column=args.arch_column, build=parse_build_options(args.build),
-        column_names=tuple(args.column_names.split(",")) if args.column_names else None,
-        duplicates=args.duplicates, device=args.device)
+    config = BenchConfig(_scoring(args, args.proxies.split(","), args.seed), _truth(args), args.n)
     start = time.perf_counter()
     reports = run_bench(config, args.store, workers=args.workers, executor=args.executor,
-                        ray_address=args.ray_address)
+                        ray_address=args.ray_address, fail_fast=args.fail_fast)
     wall = time.perf_counter() - start
     rows = sorted(reports, key=lambda r: (math.isnan(r.correlation.spearman), -r.correlation.spearman))
     n = rows[0].correlation.n if rows else 0
@@ -146,12 +151,7 @@ def _cmd_libra(args) -> None:
 
 
 def _cmd_layers(args) -> None:
-    if (args.truth is None) != (args.metric is None):
-        raise LswagError("--truth and --metric go together: give both or neither")
-    analysis = analyse_layers(args.space, n=args.n, seed=args.seed, data=args.data, batch_size=args.batch_size,
-                              image_size=args.image_size, truth=args.truth, metric=args.metric,
-                              dataset=args.dataset, arch_column=args.arch_column, duplicates=args.duplicates,
-                              build=parse_build_options(args.build), gradient_draws=args.draws, device=args.device)
+    analysis = analyse_layers(_scoring(args, ("l_swag",), args.seed), n=args.n, truth=_truth(args))
     print(f"{args.space}: {analysis.n} architectures, data {args.data}, batch {args.batch_size}, seed {args.seed}")
     print("percentile  mean Ψ   std Ψ" + ("   rho(Σ Ψ)  rho(l_swag [p,p])" if analysis.rho_window else ""))
     for p in range(1, len(analysis.mean_psi) + 1):
@@ -216,24 +216,19 @@ def _cmd_demo(args) -> None:
           f"{meta['image_size']}")
 
 
-def _scoring(args, proxies=("l_swag",)) -> Scoring:
-    return Scoring(args.space, tuple(proxies), data=args.data, batch_size=args.batch_size, seed=args.score_seed,
-                   image_size=args.image_size, gradient_draws=args.draws, init=args.init,
-                   options=_collect_options(args.option), build=parse_build_options(args.build), device=args.device)
-
-
 def _cmd_search(args) -> None:
     budget = Budget(args.min_params, args.max_params, args.min_flops, args.max_flops)
     config = SearchConfig(
-        scoring=_scoring(args), strategy=args.strategy, fitness=args.fitness, evaluations=args.evaluations,
+        scoring=_scoring(args, ("l_swag",), args.score_seed), strategy=args.strategy, fitness=args.fitness, evaluations=args.evaluations,
         population=args.population, generations=args.generations, parents=args.parents,
         mutation_prob=args.mutation_prob, crossover_prob=args.crossover_prob, seed=args.seed, budget=budget,
-        truth=args.truth, metrics=tuple(m for m in (args.metric or "").split(",") if m), arch_column=args.arch_column,
+        truth=_truth(args), more_metrics=tuple(m for m in (args.metric or "").split(",") if m)[1:],
         calibration=args.calibration, libra_pool=tuple(args.libra_pool.split(",")) if args.libra_pool else LIBRA_POOL,
         also=tuple(p for p in (args.also or "").split(",") if p))
     store = args.store or f"runs/search-{args.space}.sqlite"
     Path(store).parent.mkdir(parents=True, exist_ok=True)
-    result = search(config, store, workers=args.workers, executor=args.executor, ray_address=args.ray_address)
+    result = search(config, store, workers=args.workers, executor=args.executor, ray_address=args.ray_address,
+                    fail_fast=args.fail_fast)
     if result.libra:
         print(result.libra)
     print(f"{result.strategy} search of {result.space} by {result.fitness}: {result.evaluations} candidates evaluated"
@@ -309,6 +304,24 @@ def _add_probe_arguments(parser: argparse.ArgumentParser, *, proxy_options: bool
         parser.add_argument("--init", choices=INITS, default="given", help=INIT_HELP)
         parser.add_argument("--option", action="append", default=[], metavar="PROXY.KEY=VALUE",
                             help="a proxy option, e.g. l_swag.window=3-10 (repeatable)")
+        parser.add_argument("--fail-fast", action="store_true",
+                            help="let an exception in a proxy or a network abort the run (default: it is that "
+                                 "proxy's failure, stored with its type and message)")
+    else:
+        parser.set_defaults(init="given", option=[])
+
+
+def _add_truth_arguments(parser: argparse.ArgumentParser, *, required: bool, what: str) -> None:
+    """The ground truth of a command (bench, layers, search): the file and how to read it."""
+    parser.add_argument("--truth", required=required, help=f"ground truth: .csv, .parquet or NAS-Bench-Suite-Zero "
+                                                            f".json ({what})")
+    parser.add_argument("--metric", required=required, help="the truth column (json: key) used as accuracy")
+    parser.add_argument("--dataset", help="dataset to select in truth files that hold several")
+    parser.add_argument("--arch-column",
+                        help="the truth column with the architecture (default: the space's, arch_str for most)")
+    parser.add_argument("--column-names", metavar="A,B,...", help="header of a truth CSV that has none")
+    parser.add_argument("--duplicates", choices=DUPLICATES, default="error",
+                        help="truth rows of the same architecture (e.g. NB101 seeds): an error, or their mean")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -328,13 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="correlate proxies with ground truth on sampled architectures")
     bench.add_argument("--space", default="nb201", help=f"search space ({', '.join(spaces.names())})")
-    bench.add_argument("--truth", required=True, help="ground truth: .csv, .parquet or NAS-Bench-Suite-Zero .json")
-    bench.add_argument("--metric", required=True, help="the truth column (json: key) used as accuracy")
-    bench.add_argument("--dataset", help="dataset to select in truth files that hold several")
-    bench.add_argument("--arch-column", help="the truth column with the architecture (default: the space's, arch_str for most)")
-    bench.add_argument("--column-names", metavar="A,B,...", help="header of a truth CSV that has none")
-    bench.add_argument("--duplicates", choices=DUPLICATES, default="error",
-                       help="truth rows of the same architecture (e.g. NB101 seeds): an error, or their mean")
+    _add_truth_arguments(bench, required=True, what="the architectures are sampled among its rows")
     bench.add_argument("--n", type=int, default=1000, help="number of architectures (seeded sample)")
     bench.add_argument("--seed", type=int, default=0, help="seed of the sample, the batch and the weights")
     bench.add_argument("--proxies", default="all", help="comma-separated proxy names, or 'all'")
@@ -351,12 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     layers = commands.add_parser("layers", help="per-depth gradient statistic and the L-SWAG window it suggests")
     layers.add_argument("--space", default="nb201", help=f"search space ({', '.join(spaces.names())})")
     layers.add_argument("--n", type=int, default=1000, help="number of architectures (seeded sample)")
-    layers.add_argument("--truth", help="ground truth (then the window is chosen by Spearman)")
-    layers.add_argument("--metric", help="the truth column used as accuracy")
-    layers.add_argument("--dataset", help="dataset to select in truth files that hold several")
-    layers.add_argument("--arch-column", help="the truth column with the architecture (default: the space's, arch_str for most)")
-    layers.add_argument("--duplicates", choices=DUPLICATES, default="error",
-                        help="truth rows of the same architecture (e.g. NB101 seeds): an error, or their mean")
+    _add_truth_arguments(layers, required=False, what="then the window is chosen by Spearman")
     _add_probe_arguments(layers, proxy_options=False)
     layers.add_argument("--seed", type=int, default=0)
     layers.add_argument("--out", help="folder for the profile figure (PNG)")
@@ -419,9 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     for kind in ("params", "flops"):
         find.add_argument(f"--min-{kind}", type=float, help=f"least {kind} in millions")
         find.add_argument(f"--max-{kind}", type=float, help=f"most {kind} in millions")
-    find.add_argument("--truth", help="ground truth: candidates are drawn among its archs and the result looked up")
-    find.add_argument("--metric", help="comma-separated truth columns to report (the first also fits LIBRA)")
-    find.add_argument("--arch-column", help="the truth column with the architecture (default: the space's, arch_str for most)")
+    _add_truth_arguments(find, required=False, what="candidates are drawn among its archs and the result looked up; "
+                                                    "--metric may name several columns, the first fits LIBRA")
     find.add_argument("--calibration", type=int, default=100, help="archs of the truth a LIBRA fitness is fitted on")
     find.add_argument("--libra-pool", help=f"comma-separated proxies LIBRA chooses from (default {','.join(LIBRA_POOL)})")
     find.add_argument("--also", help="comma-separated proxies also scored with every candidate (kept in the store)")

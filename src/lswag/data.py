@@ -43,10 +43,10 @@ import torch
 import torch.nn.functional as F
 
 from lswag.errors import LswagError, unknown_choice
+from lswag.settings import SOURCES
 
 __all__ = ["Batch", "Dataset", "SOURCES", "SPLITS", "load_batch", "load_dataset", "CIFAR_URLS", "CIFAR_MD5"]
 
-SOURCES = ("digits", "cifar10:PATH", "cifar100:PATH", "npz:PATH", "gaussian")
 
 # Module constants so that tests can point them at a local file:// tarball.
 CIFAR_URLS = {

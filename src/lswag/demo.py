@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lswag import libra, minibench
-from lswag.bench import BenchConfig, ProxyReport, Scoring, run_bench, write_outputs
-from lswag.benchmarks import load_truth
+from lswag.bench import BenchConfig, ProxyReport, run_bench, write_outputs
+from lswag.settings import Execution, Scoring, TruthSource
 from lswag.search import SearchConfig, SearchResult, search
 
 #: the proxies the demo scores: the paper's main ones and a few cheap baselines
@@ -50,12 +50,13 @@ def run_demo(out: str | Path = "lswag-demo", *, table: str | Path = minibench.TA
     store = folder / "scores.sqlite"
     meta = minibench.load_metadata(table)
     workers = workers or min(2, os.cpu_count() or 1)
-    truth = load_truth(table, space=meta["space"], metric=meta["metric"])
+    source = TruthSource(str(table), meta["metric"])
+    truth = source.load(meta["space"])
     n = len(truth) if n is None else n
-    common = dict(data=meta["data"], batch_size=64, seed=seed, image_size=meta["image_size"], build=meta["build"],
-                  device=device)
-    reports = run_bench(BenchConfig(space=meta["space"], truth=str(table), metric=meta["metric"], n=n,
-                                    proxies=tuple(proxies), **common), store, workers=workers, progress=progress)
+    scoring = Scoring(meta["space"], tuple(proxies), data=meta["data"], batch_size=64, seed=seed,
+                      image_size=meta["image_size"], build=meta["build"], device=device)
+    execution = Execution(workers=workers)
+    reports = run_bench(BenchConfig(scoring, source, n), store, execution, progress=progress)
     write_outputs(reports, folder, "digits mini-benchmark")
 
     scores = libra.read_scores(store, metric=meta["metric"], truth=table, space=meta["space"])
@@ -63,15 +64,14 @@ def run_demo(out: str | Path = "lswag-demo", *, table: str | Path = minibench.TA
     evaluation = libra.evaluate(scores, calibration=calibration, splits=10, seed=seed)
     libra.write_evaluation(evaluation, folder)
 
-    scoring = Scoring(meta["space"], ("l_swag",), **common)
     searches = []
     for strategy, fitness in (("evolution", "l_swag"), ("evolution", "libra"), ("random", "l_swag")):
         config = SearchConfig(scoring=scoring, strategy=strategy, fitness=fitness,
                               evaluations=population * generations, population=population,
                               generations=generations, parents=max(2, population // 4), seed=seed,
-                              truth=str(table), metrics=(meta["metric"],), calibration=calibration,
+                              truth=source, calibration=calibration,
                               libra_pool=tuple(p for p in proxies if p != "flops"))
-        result = search(config, store, workers=workers, progress=progress)
+        result = search(config, store, execution, progress=progress)
         result.save(folder / f"search-{strategy}-{fitness}.json")
         searches.append(result)
     ordered = sorted(truth.accuracy.values(), reverse=True)

@@ -15,6 +15,7 @@ its NaN components to −inf, which ranks the same way.
 """
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -85,12 +86,23 @@ def rank_average(table: Table, components: Iterable[str]) -> dict[Hashable, floa
     return {arch: float(value) for arch, value in zip(archs, mean)}
 
 
-#: name -> (combining function, its default components)
-ENSEMBLES: dict[str, tuple[Callable[..., dict], tuple[str, ...] | None]] = {
-    "az_nas": (az_nas, AZ_NAS),
-    "te_nas": (te_nas, TE_NAS),
-    "rank_average": (rank_average, None),
-}
+_ENSEMBLES: dict[str, tuple[Callable[..., dict], tuple[str, ...] | None]] = {}
+#: name -> (combining function, its default components), read-only: :func:`register` adds one
+ENSEMBLES = MappingProxyType(_ENSEMBLES)
+
+
+def register(name: str, function: Callable[..., dict], components: Iterable[str] | None = None) -> None:
+    """Make ``function(table, components)`` available as ensemble ``name``, by default over
+    ``components`` (None: the caller must list them). A name already taken is refused, since a
+    second ensemble under it would silently replace the first."""
+    if name in _ENSEMBLES:
+        raise LswagError(f"ensemble {name!r} is already registered")
+    _ENSEMBLES[name] = (function, None if components is None else tuple(components))
+
+
+register("az_nas", az_nas, AZ_NAS)
+register("te_nas", te_nas, TE_NAS)
+register("rank_average", rank_average)
 
 
 def pool_ensembles(values: Mapping[str, Mapping[Hashable, Any]]) -> dict[str, dict[Hashable, float]]:

@@ -13,21 +13,19 @@ the highest mean Ψ whose mean Ψ is above the median percentile's.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
 from lswag import probe, spaces
 from lswag import proxies as registry
-from lswag.benchmarks import load_truth
-from lswag.bench import sample_archs
-from lswag.data import load_batch
-from lswag.plots import plt, save_figure
+from lswag.settings import Scoring, TruthSource
+from lswag.engine import Prepared, sample_archs
+from lswag.plots import save_figure, subplots
 from lswag.probe import PERC_BINS
 from lswag.proxies import ProxyFailure
 from lswag.proxies.lswag import psi_by_percentile
-from lswag.scoring import resolve_device, space_inputs
+from lswag.scoring import resolve_device
 from lswag.stats import correlate
 
 MIN_WIDTH = 3
@@ -45,34 +43,29 @@ class LayerAnalysis:
     reason: str
 
 
-def analyse_layers(space: str, *, n: int = 1000, seed: int = 0, data: str = "digits", batch_size: int = 64,
-                   image_size: int | None = None, truth: str | None = None, metric: str | None = None,
-                   dataset: str | None = None, arch_column: str | None = None, duplicates: str = "error",
-                   build: dict[str, Any] | None = None, gradient_draws: int = 2, device: str = "cpu",
+def analyse_layers(setup: Scoring, *, n: int = 1000, truth: TruthSource | None = None,
                    progress: bool = True) -> LayerAnalysis:
-    """Analyse ``n`` architectures of ``space`` (from the ground truth's when ``truth`` is given),
-    each probed as ``lswag bench`` scores it: the space's task inputs, loss and layout for the
-    build options ``build`` (e.g. TransNAS-Bench-101's ``task``)."""
-    search_space = spaces.get(space)
-    build = search_space.check_build_options(build or {})
+    """Analyse ``n`` architectures of ``setup.space`` (from the ground truth's when ``truth`` is given,
+    sampled with ``setup.seed``), each probed as ``lswag bench`` scores it (:class:`lswag.engine.Prepared`:
+    the space's task inputs, loss, layout and build options). The proxies and options of ``setup``
+    play no part: the analysis reads L-SWAG's record with the space's measured pairing and product."""
+    search_space = setup.search_space
     table = None
     if truth is not None:
-        table = load_truth(truth, space=space, metric=metric, arch_column=arch_column, dataset=dataset,
-                           duplicates=duplicates)
-        archs = sample_archs(table.archs(), search_space, n, seed)
+        table = truth.load(setup.space)
+        archs = sample_archs(table.archs(), search_space, n, setup.seed)
     else:
-        archs = search_space.sample(n, seed=seed)
-    batch = load_batch(data, batch_size=batch_size, seed=seed, image_size=image_size or search_space.input_shape[1:])
+        archs = search_space.sample(n, seed=setup.seed)
+    prepared = Prepared(setup, setup.batch())
     # the windows of the space's own L-SWAG (its measured pairing and product, e.g. NB101's log product)
-    options = {k: v for k, v in search_space.proxy_defaults.get("l_swag", {}).items() if k != "window"}
+    options = {k: v for k, v in spaces.proxy_defaults(search_space).get("l_swag", {}).items() if k != "window"}
     needs = registry.get("l_swag").needs_for(options)
-    inputs, settings = space_inputs(search_space, batch, seed=seed, build=build, device=device)
-    build = search_space.sized_build(build, inputs.x)
-    target = resolve_device(device)
+    target = resolve_device(setup.device)
     profiles, gradient_terms, window_scores = [], [], []
-    for arch in tqdm(archs, desc=f"{space} layers", unit="arch", disable=not progress):
-        model = search_space.build(arch, num_classes=inputs.num_classes, seed=seed, **build).to(target)
-        record = probe.record(model, inputs, needs, gradient_draws=gradient_draws, **settings)
+    for arch in tqdm(archs, desc=f"{setup.space} layers", unit="arch", disable=not progress):
+        model = prepared.network(arch)(prepared.inputs.num_classes).to(target)
+        record = probe.record(model, prepared.inputs, needs, gradient_draws=setup.gradient_draws,
+                              **prepared.probe_settings)
         try:
             by_bin = psi_by_percentile(record)
         except ProxyFailure:
@@ -120,7 +113,7 @@ def _spike_window(means: list[float]) -> tuple[int, int]:
 def plot_profile(analysis: LayerAnalysis, path, title: str = "gradient statistic by depth") -> None:
     """Mean ± std of Ψ per percentile (the paper's Fig. 2b), with the proposed window shaded."""
     percentiles = list(range(1, PERC_BINS + 1))
-    figure, axes = plt.subplots(figsize=(5, 3.2))
+    figure, axes = subplots(figsize=(5, 3.2))
     mean, std = np.array(analysis.mean_psi), np.array(analysis.std_psi)
     axes.plot(percentiles, mean, marker="o")
     axes.fill_between(percentiles, mean - std, mean + std, alpha=0.25)

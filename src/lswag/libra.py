@@ -24,7 +24,8 @@ the paper's Tab. 4 ablations.
 Scores come from a table (CSV: one row per architecture, one column per proxy; rows selected by
 a ``dataset`` or ``task`` column, as NAS-Bench-Suite-Zero's tables) or from an ``lswag bench``
 store joined with a ground-truth file (:func:`read_scores`). Failures (NaN, empty cells, the
-suite's −1e8) are NaN here; they rank last and have their own information bin.
+suite's −1e8) are NaN here; they rank last and have their own information bin. A store's failures
+keep their reasons beside the values (:attr:`ScoreTable.failures`).
 """
 from __future__ import annotations
 
@@ -32,7 +33,6 @@ import csv
 import fnmatch
 import json
 import math
-import sqlite3
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -46,8 +46,9 @@ from lswag.benchmarks import FAILURE_SENTINEL, load_truth, read_csv_rows
 from lswag.ensembles import AZ_NAS, TE_NAS, az_nas, ranks, te_nas
 from lswag.errors import LswagError, unknown_choice
 from lswag.info import bin_count, discretise, information_gain
+from lswag.proxies import Failure
 from lswag.stats import constant_note, correlate
-from lswag.store import FORMAT as STORE_FORMAT
+from lswag.store import Store
 
 __all__ = ["ScoreTable", "read_scores", "bias", "spearman_by_proxy", "tolerance_pool", "information_gains",
            "Choice", "Libra", "fit", "pair_by_type", "MethodResult", "Evaluation", "evaluate", "write_evaluation",
@@ -73,7 +74,11 @@ BIAS_METHODS = ("rank", "raw")
 
 @dataclass(frozen=True)
 class ScoreTable:
-    """Proxy scores and ground truth of the same architectures (rows), failures as NaN."""
+    """Proxy scores and ground truth of the same architectures (rows), failures as NaN.
+
+    ``failures`` holds why each failed score of a store failed, ``{proxy: {arch: reason}}``, for
+    the rows of the table; a CSV table's failures are NaN cells without a reason, so none are there.
+    """
 
     source: str
     metric: str
@@ -82,6 +87,7 @@ class ScoreTable:
     columns: dict[str, np.ndarray]         # every numeric column (proxies and features such as params)
     proxies: tuple[str, ...]               # the columns that are candidate proxies by default
     skipped: int = 0                       # rows of the truth left out for lacking the metric
+    failures: dict[str, dict] = field(default_factory=dict)   # {proxy: {arch: reason}} of a store's failures
 
     def __post_init__(self):
         if len(self.truth) != len(self.archs) or any(len(v) != len(self.archs) for v in self.columns.values()):
@@ -93,8 +99,13 @@ class ScoreTable:
     def rows(self, index: Sequence[int]) -> ScoreTable:
         """The table restricted to the rows ``index`` (in that order)."""
         index = np.asarray(index, dtype=int)
-        return replace(self, archs=tuple(self.archs[i] for i in index), truth=self.truth[index],
-                       columns={name: values[index] for name, values in self.columns.items()})
+        archs = tuple(self.archs[i] for i in index)
+        kept = set(archs)
+        failures = {proxy: {arch: reason for arch, reason in reasons.items() if arch in kept}
+                    for proxy, reasons in self.failures.items()}
+        return replace(self, archs=archs, truth=self.truth[index],
+                       columns={name: values[index] for name, values in self.columns.items()},
+                       failures={proxy: reasons for proxy, reasons in failures.items() if reasons})
 
     def sample(self, n: int | None, seed: int = 0) -> ScoreTable:
         """``n`` rows drawn without replacement with ``seed`` (file order kept); all when ``n`` is None."""
@@ -157,7 +168,8 @@ def _settings_of(setting: Mapping[str, str], proxy: str) -> list[tuple[str, str]
 
 
 def _read_store(path: Path, setting: Mapping[str, str], proxies: Sequence[str] | None):
-    """``(space, {proxy: {arch text: value}}, every proxy held)`` of an ``lswag bench`` store, failures as NaN.
+    """``(space, {proxy: {arch text: value}}, {proxy: {arch text: failure reason}}, every proxy held)``
+    of an ``lswag bench`` store; a failure's value is NaN.
 
     ``proxies`` reads only those (the others are not read, nor checked for several settings).
 
@@ -167,35 +179,31 @@ def _read_store(path: Path, setting: Mapping[str, str], proxies: Sequence[str] |
     variants and leaves the other proxies as they are). A proxy still scored under several
     settings is an error that names the settings that differ, so columns never mix data.
     """
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        meta = dict(db.execute("SELECT key, value FROM meta"))
-        if meta.get("format") != STORE_FORMAT:
-            raise LswagError(f"{path} is an SQLite file but not an lswag store")
-        options: dict[str, list[tuple[str, dict]]] = {}
-        for proxy, settings_id, settings in db.execute(
-                "SELECT DISTINCT proxy, settings_id, settings FROM results ORDER BY proxy, settings_id"):
-            parsed = json.loads(settings)
-            if all(fnmatch.fnmatchcase(str(parsed.get(key)), value) for key, value in _settings_of(setting, proxy)):
-                options.setdefault(proxy, []).append((settings_id, parsed))
-        scores = {}
+    with Store(path) as store:
+        options = {}
+        for proxy, found in store.settings_in_use().items():
+            pairs = _settings_of(setting, proxy)
+            chosen = [s for s in found if all(fnmatch.fnmatchcase(str(s.get(k)), v) for k, v in pairs)]
+            if chosen:
+                options[proxy] = chosen
+        scores, failures = {}, {}
         for proxy, found in options.items():
             if proxies is not None and proxy not in proxies:
                 continue
             if len(found) > 1:
-                keys = sorted({k for _, a in found for k in a if len({json.dumps(b.get(k)) for _, b in found}) > 1})
-                values = "; ".join(f"{k}: " + ", ".join(sorted({str(b.get(k)) for _, b in found})) for k in keys)
+                keys = sorted({k for a in found for k in a if len({json.dumps(b.get(k)) for b in found}) > 1})
+                values = "; ".join(f"{k}: " + ", ".join(sorted({str(b.get(k)) for b in found})) for k in keys)
                 raise LswagError(f"{path} holds {proxy} under {len(found)} settings ({values}); "
                                  f"choose one with --setting KEY=VALUE (or {proxy}:KEY=VALUE for {proxy} alone)")
-            rows = db.execute("SELECT arch, value FROM results WHERE proxy=? AND settings_id=?", (proxy, found[0][0]))
-            scores[proxy] = {arch: math.nan if value is None else float(value) for arch, value in rows}
-        db.close()
-    except sqlite3.DatabaseError as error:
-        raise LswagError(f"cannot read lswag store {path}: {error}") from None
+            results = store.results(proxy, found[0])
+            scores[proxy] = {arch: math.nan if isinstance(r.value, Failure) else float(r.value)
+                             for arch, r in results.items()}
+            failures[proxy] = {arch: r.value.reason for arch, r in results.items() if isinstance(r.value, Failure)}
+        space = store.space
     if not options:
         wanted = ", ".join(f"{k}={v}" for k, v in setting.items())
         raise LswagError(f"{path} holds no results" + (f" with {wanted}" if wanted else ""))
-    return meta["space"], scores, set(options)
+    return space, scores, failures, set(options)
 
 
 def _read_stores(paths: list[Path], *, metric: str, truth, arch_column: str | None, dataset: str | None,
@@ -205,9 +213,9 @@ def _read_stores(paths: list[Path], *, metric: str, truth, arch_column: str | No
         raise LswagError(f"{paths[0]} is an lswag store: give --truth, the ground-truth file of its archs")
     if not all(_is_store(path) for path in paths):
         raise LswagError("several score files must all be lswag stores; give one CSV table")
-    store_space, by_proxy, origin, held = None, {}, {}, set()
+    store_space, by_proxy, reasons, origin, held = None, {}, {}, {}, set()
     for path in paths:
-        space, found, names = _read_store(path, setting, proxies)
+        space, found, failed, names = _read_store(path, setting, proxies)
         held |= names
         if store_space not in (None, space):
             raise LswagError(f"{path} holds space {space!r}, {paths[0]} holds {store_space!r}")
@@ -217,6 +225,7 @@ def _read_stores(paths: list[Path], *, metric: str, truth, arch_column: str | No
                 raise LswagError(f"{proxy} is in both {origin[proxy]} and {path}; leave one store out")
             origin[proxy] = path
         by_proxy.update(found)
+        reasons.update(failed)
     unknown = [p for p in proxies or () if p not in by_proxy]
     if unknown:
         raise unknown_choice("proxy", unknown[0], sorted(held))
@@ -233,8 +242,10 @@ def _read_stores(paths: list[Path], *, metric: str, truth, arch_column: str | No
                          f"proxy, fewest first: {fewest}); --proxies reads only the ones given")
     proxies = {p: np.array([by_proxy[p][parsed[k]] for k in keys]) for p in sorted(by_proxy)}
     features = {c: np.array([_finite(v.get(k)) for k in keys]) for c, v in ground.columns.items() if c not in proxies}
+    failures = {p: {k: reasons[p][parsed[k]] for k in keys if parsed[k] in reasons[p]} for p in sorted(reasons)}
     return ScoreTable(f"{names} + {ground.source}", metric, tuple(keys), np.array([ground.accuracy[k] for k in keys]),
-                      {**proxies, **features}, tuple(proxies), ground.skipped)
+                      {**proxies, **features}, tuple(proxies), ground.skipped,
+                      {p: by_arch for p, by_arch in failures.items() if by_arch})
 
 
 def read_scores(scores: str | Path | Sequence[str | Path], *, metric: str, truth: str | Path | None = None,
@@ -761,11 +772,11 @@ def write_evaluation(evaluation: Evaluation, folder) -> tuple[Path, Path]:
 
 def plot_evaluation(evaluation: Evaluation, path) -> Path:
     """Bar chart of every method's Spearman ρ: in-sample beside held-out (mean, ± sd over splits)."""
-    from lswag.plots import plt, save_figure  # plots selects the Agg backend
+    from lswag.plots import save_figure, subplots
 
     results = [r for r in evaluation.results if not (math.isnan(r.in_sample) and math.isnan(r.held_out))]
     x = np.arange(len(results))
-    figure, axes = plt.subplots(figsize=(1.5 + 0.6 * len(results), 4.5))
+    figure, axes = subplots(figsize=(1.5 + 0.6 * len(results), 4.5))
     axes.bar(x - 0.2, [r.in_sample for r in results], 0.4, label="in-sample (paper's protocol)")
     axes.bar(x + 0.2, [r.held_out for r in results], 0.4, yerr=[r.held_out_std for r in results], capsize=2,
              label=f"held-out (fit on {evaluation.calibration}, {evaluation.splits} splits)")

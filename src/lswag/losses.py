@@ -8,15 +8,20 @@
   TransNAS-Bench-101 trains object and scene classification on soft labels.
 * ``l1``: mean |output − target| (autoencoder, surface normal).
 * ``mse``: mean (output − target)² (room layout).
+
+Another loss is added with :func:`register`; :data:`LOSSES` is a read-only view of them all.
 """
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from lswag.errors import unknown_choice
+from lswag.errors import LswagError, unknown_choice
+
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -24,15 +29,27 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
     return -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
 
-LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "cross_entropy": F.cross_entropy,
-    "soft_cross_entropy": soft_cross_entropy,
-    "l1": F.l1_loss,
-    "mse": F.mse_loss,
-}
+_LOSSES: dict[str, Loss] = {}
+#: every registered loss by name (read-only: :func:`register` adds one)
+LOSSES = MappingProxyType(_LOSSES)
 
 
-def get(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def register(name: str, loss: Loss) -> Loss:
+    """Make ``loss(output, target) -> scalar`` available as ``name``; a name already taken is refused,
+    since a second loss under it would silently replace the first."""
+    if name in _LOSSES:
+        raise LswagError(f"loss {name!r} is already registered")
+    _LOSSES[name] = loss
+    return loss
+
+
+register("cross_entropy", F.cross_entropy)
+register("soft_cross_entropy", soft_cross_entropy)
+register("l1", F.l1_loss)
+register("mse", F.mse_loss)
+
+
+def get(name: str) -> Loss:
     if name not in LOSSES:
         raise unknown_choice("loss", name, LOSSES)
     return LOSSES[name]

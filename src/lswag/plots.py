@@ -1,4 +1,8 @@
-"""The paper's figures from benchmark results, with matplotlib (Agg backend, files only).
+"""The paper's figures from benchmark results, with matplotlib, written as files.
+
+Importing this module changes nothing in matplotlib: the non-interactive Agg backend is chosen
+when the first figure is made, and only if the user has chosen none (``MPLBACKEND``,
+``matplotlib.use``), so a notebook's or a GUI's backend is left alone.
 
 * :func:`heatmap`: Spearman ρ of proxies (rows) on benchmarks (columns), like the paper's Fig. 3.
 * :func:`rank_scatter`: rank a proxy predicts against the true rank of each architecture, like
@@ -7,15 +11,26 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
-import matplotlib
+from lswag.stats import failures_last
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from scipy.stats import rankdata  # noqa: E402
 
-from lswag.stats import failures_last  # noqa: E402
+def pyplot():
+    """``matplotlib.pyplot``, with the Agg backend unless the user has chosen one."""
+    import matplotlib
+
+    if "MPLBACKEND" not in os.environ and matplotlib.rcParams._get_backend_or_none() is None:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def subplots(**kwargs):
+    """A new figure and its axes (:func:`matplotlib.pyplot.subplots`)."""
+    return pyplot().subplots(**kwargs)
 
 
 def heatmap(rho: dict[str, dict[str, float]], path, title: str = "Spearman ρ") -> Path:
@@ -26,7 +41,7 @@ def heatmap(rho: dict[str, dict[str, float]], path, title: str = "Spearman ρ") 
         return sum(values) / len(values) if values else -math.inf
     proxies = sorted(rho, key=lambda p: mean(rho[p]), reverse=True)
     grid = [[rho[p].get(b, math.nan) for b in benchmarks] for p in proxies]
-    figure, axes = plt.subplots(figsize=(1.2 + 1.1 * len(benchmarks), 0.9 + 0.4 * len(proxies)))
+    figure, axes = subplots(figsize=(1.2 + 1.1 * len(benchmarks), 0.9 + 0.4 * len(proxies)))
     image = axes.imshow(grid, cmap="RdYlGn", vmin=-1, vmax=1, aspect="auto")
     axes.set_xticks(range(len(benchmarks)), benchmarks, rotation=30, ha="right")
     axes.set_yticks(range(len(proxies)), proxies)
@@ -41,9 +56,11 @@ def heatmap(rho: dict[str, dict[str, float]], path, title: str = "Spearman ρ") 
 
 def rank_scatter(proxy: str, scores, truth, path) -> Path:
     """Predicted rank (from ``scores``, failures last) against true rank (from ``truth``) as a PNG."""
+    from scipy.stats import rankdata
+
     predicted = rankdata(failures_last(scores))
     actual = rankdata(truth)
-    figure, axes = plt.subplots(figsize=(4, 4))
+    figure, axes = subplots(figsize=(4, 4))
     axes.scatter(actual, predicted, s=4, alpha=0.5)
     axes.plot([1, len(actual)], [1, len(actual)], color="grey", linewidth=0.8)
     axes.set_xlabel("true rank")
@@ -58,5 +75,5 @@ def save_figure(figure, path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
-    plt.close(figure)
+    pyplot().close(figure)
     return path

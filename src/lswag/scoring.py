@@ -12,6 +12,7 @@ from lswag import losses, probe, spaces
 from lswag import proxies as registry
 from lswag.data import Batch
 from lswag.errors import LswagError, unknown_choice
+from lswag.settings import DEVICES
 from lswag.proxies import Failure
 from lswag.spaces import SearchSpace
 
@@ -38,7 +39,8 @@ class ProxyResult:
 def evaluate(model: nn.Module, batch: Batch, proxies: Iterable[str] | str = ("l_swag",), *,
              options: dict[str, dict[str, Any]] | None = None, gradient_draws: int = 2,
              loss_fn: Callable | str | None = None, output: Callable | None = None, init: str = "given",
-             init_seed: int = 0, memory_format: torch.memory_format = torch.contiguous_format) -> list[ProxyResult]:
+             init_seed: int = 0, memory_format: torch.memory_format = torch.contiguous_format,
+             fail_fast: bool = False) -> list[ProxyResult]:
     """Run the probe once for all ``proxies`` and compute each; the model is not modified.
 
     ``proxies`` is a list of names, a comma-separated text or ``"all"``; ``options`` maps a proxy
@@ -47,6 +49,11 @@ def evaluate(model: nn.Module, batch: Batch, proxies: Iterable[str] | str = ("l_
     ``init_seed``; :func:`lswag.probe.initialise`). ``loss_fn`` is a callable ``(output, target)``
     or the name of one of :data:`lswag.losses.LOSSES` (default cross-entropy). ``memory_format``
     is the layout the probe runs the network in (:func:`lswag.probe.record`).
+
+    An exception other than :class:`LswagError` (a settings error) does not abort the call: raised by
+    a proxy, it is that proxy's :class:`Failure`, carrying the exception's type and message; raised by
+    the probe's passes (e.g. a shape error in the network), it fails every proxy. ``fail_fast``
+    raises it instead, for debugging.
     """
     names = list(dict.fromkeys(resolve_proxies(proxies)))
     if init not in probe.INITS:
@@ -78,11 +85,26 @@ def evaluate(model: nn.Module, batch: Batch, proxies: Iterable[str] | str = ("l_
     if init != "given":  # every proxy (synflow and flops too) sees the redrawn weights; the user's stay
         model = copy.deepcopy(model)
         probe.initialise(model, init, init_seed)
-    record = probe.record(model, batch, needs, gradient_draws=gradient_draws, loss_fn=loss_fn, output=output,
-                          memory_format=memory_format, **{key: value for key, (_, value) in settings.items()})
+    try:
+        record = probe.record(model, batch, needs, gradient_draws=gradient_draws, loss_fn=loss_fn, output=output,
+                              memory_format=memory_format, **{key: value for key, (_, value) in settings.items()})
+    except LswagError:
+        raise
+    except Exception as error:
+        if fail_fast:
+            raise
+        failure = Failure(exception_reason("the probe", error))
+        return [ProxyResult(name, failure, 0.0) for name in names]
     results = []
     for name in names:
-        value, own_seconds = registry.compute(name, record, model, **options.get(name, {}))
+        try:
+            value, own_seconds = registry.compute(name, record, model, **options.get(name, {}))
+        except LswagError:
+            raise
+        except Exception as error:
+            if fail_fast:
+                raise
+            value, own_seconds = Failure(exception_reason(name, error)), 0.0
         passes = {probe.PASS_OF_NEED[need] for need in registry.get(name).needs_for(options.get(name, {}))}
         warning = registry.ceiling_warning(name, value, record, model, **options.get(name, {}))
         results.append(ProxyResult(name, value, own_seconds + sum(record.seconds.get(p, 0.0) for p in passes),
@@ -90,42 +112,16 @@ def evaluate(model: nn.Module, batch: Batch, proxies: Iterable[str] | str = ("l_
     return results
 
 
+def exception_reason(what: str, error: BaseException) -> str:
+    """A one-line Failure reason for an exception raised by ``what``."""
+    text = str(error).strip()
+    message = text.splitlines()[0][:300] if text else ""
+    return f"{what} raised {type(error).__name__}" + (f": {message}" if message else "")
+
+
 def score(model: nn.Module, batch: Batch, proxies: Iterable[str] | str = ("l_swag",), **kwargs) -> dict[str, float | Failure]:
     """``{proxy name: value or Failure}`` for ``model`` on ``batch``; see :func:`evaluate` for the options."""
     return {r.name: r.value for r in evaluate(model, batch, proxies, **kwargs)}
-
-
-def parse_option(text: str) -> tuple[str, str, Any]:
-    """``"PROXY.KEY=VALUE"`` -> (proxy, key, value); the value becomes an int or float when it is one."""
-    head, sep, raw = text.partition("=")
-    proxy_name, dot, key = head.partition(".")
-    if not sep or not dot or not proxy_name or not key:
-        raise LswagError(f"option {text!r} is not of the form PROXY.KEY=VALUE (e.g. l_swag.window=3-10)")
-    for convert in (int, float):
-        try:
-            return proxy_name, key, convert(raw)
-        except ValueError:
-            pass
-    return proxy_name, key, raw
-
-
-def parse_build_options(texts: Iterable[str]) -> dict[str, Any]:
-    """``["KEY=VALUE", ...]`` -> the space's build options; values become ints, floats or
-    booleans (``true``/``false``) when they are one, e.g. ``task=jigsaw``, ``C=16``."""
-    build: dict[str, Any] = {}
-    for text in texts:
-        key, sep, raw = text.partition("=")
-        if not sep or not key.strip() or not raw.strip():
-            raise LswagError(f"build option {text!r} is not of the form KEY=VALUE (e.g. task=jigsaw, C=16)")
-        value: Any = {"true": True, "false": False}.get(raw.strip().lower(), raw.strip())
-        for convert in (int, float):
-            if isinstance(value, str):
-                try:
-                    value = convert(value)
-                except ValueError:
-                    pass
-        build[key.strip()] = value
-    return build
 
 
 def resolve_proxies(names: Iterable[str] | str) -> list[str]:
@@ -146,12 +142,11 @@ def space_options(space: SearchSpace, proxies: Iterable[str],
                   options: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
     """The options to score ``space``'s networks with: the space's measured defaults, then ``options``."""
     options = options or {}
-    merged = {name: {**space.proxy_defaults.get(name, {}), **options.get(name, {})} for name in proxies}
+    merged = {name: {**spaces.proxy_defaults(space).get(name, {}), **options.get(name, {})} for name in proxies}
     merged.update({name: value for name, value in options.items() if name not in merged})
     return {name: value for name, value in merged.items() if value}
 
 
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -165,38 +160,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def score_architecture(space: str, arch, *, proxies: Iterable[str] | str = ("l_swag",), data: str = "digits",
-                       batch_size: int = 64, image_size: int | None = None, seed: int = 0,
-                       download: bool = False, batch: Batch | None = None,
-                       options: dict[str, dict[str, Any]] | None = None,
-                       build: dict[str, Any] | None = None, device: str = "cpu",
-                       **kwargs) -> tuple[Any, dict[str, dict[str, Any]], list[ProxyResult]]:
-    """Build ``arch`` of ``space`` (weights seeded by ``seed``) and score it on a fixed batch.
-
-    The batch is ``batch`` when given (a benchmark passes the same one for every architecture),
-    else drawn from ``data`` with ``seed`` at ``image_size`` (default: the space's input).
-    ``build`` are the space's build options (e.g. TransNAS-Bench-101's ``task``); the space turns
-    the images into that network's inputs and targets (:meth:`SearchSpace.prepare`), whose classes
-    the network follows, and names its loss.
-    Proxy options start from the space's measured defaults (:attr:`SearchSpace.proxy_defaults`).
-    The network is scored on ``device`` (:func:`resolve_device`). Returns the parsed architecture,
-    the options used and the results; ``kwargs`` go to :func:`evaluate`.
-    """
-    from lswag.data import load_batch
-
-    search_space = spaces.get(space)
-    parsed = search_space.parse(arch)
-    names = resolve_proxies(proxies)
-    used = space_options(search_space, names, options)
-    if batch is None:
-        batch = load_batch(data, batch_size=batch_size, seed=seed,
-                           image_size=image_size or search_space.input_shape[1:], download=download)
-    build = search_space.sized_build(search_space.check_build_options(build or {}), batch.x)
-    make = lambda classes: search_space.build(parsed, num_classes=classes, seed=seed, **build)  # noqa: E731
-    return parsed, used, score_network(search_space, make, batch, names, options=used, seed=seed, build=build,
-                                       device=device, **kwargs)
-
-
 def space_inputs(search_space: SearchSpace, batch: Batch, *, seed: int, build: dict[str, Any],
                  device: str = "cpu") -> tuple[Batch, dict[str, Any]]:
     """The inputs and targets that ``search_space``'s networks (built with the checked options
@@ -207,14 +170,3 @@ def space_inputs(search_space: SearchSpace, batch: Batch, *, seed: int, build: d
     settings = {"loss_fn": losses.get(search_space.task_loss(**build)),
                 "memory_format": search_space.memory_format(resolve_device(device))}
     return search_space.prepare(batch, seed=seed, **build), settings
-
-
-def score_network(search_space: SearchSpace, make: Callable[[int], nn.Module], batch: Batch, names: list[str], *,
-                  options: dict[str, dict[str, Any]], seed: int, build: dict[str, Any], device: str = "cpu",
-                  **kwargs) -> list[ProxyResult]:
-    """Score the network ``make(num_classes)`` of ``search_space`` on ``device``, on the inputs and
-    settings of :func:`space_inputs`; ``kwargs`` (e.g. a ``loss_fn`` of the caller's) go to
-    :func:`evaluate` and win."""
-    batch, settings = space_inputs(search_space, batch, seed=seed, build=build, device=device)
-    model = make(batch.num_classes).to(resolve_device(device))
-    return evaluate(model, batch, names, options=options, init_seed=seed, **{**settings, **kwargs})

@@ -30,8 +30,8 @@ from tqdm import tqdm
 from lswag.data import Dataset
 from lswag.errors import LswagError, unknown_choice
 from lswag.scoring import resolve_device
+from lswag.settings import OPTIMIZERS
 
-OPTIMIZERS = ("sgd", "adamw")
 CHECKPOINT_FORMAT = "lswag-checkpoint"
 #: optimizer -> (learning rate, weight decay) defaults
 _DEFAULTS = {"sgd": (0.1, 5e-4), "adamw": (1e-3, 0.05)}

@@ -52,6 +52,9 @@ class Proxy:
     #: ``ceiling(record, model, **options)``: (the most its value can be on this record, what that bound is and
     #: why a value there cannot rank networks), or None when there is no bound; only proxies with an exact one
     ceiling: Callable[..., tuple[float, str] | None] | None = None
+    #: the version of the proxy's implementation: bump it when a change to its code changes its values. The
+    #: store key holds it (:mod:`lswag.store`), so scores of the old implementation are not reused
+    version: int = 1
 
     @property
     def cost(self) -> str:
@@ -86,7 +89,7 @@ _REGISTRY: dict[str, Proxy] = {}
 def proxy(name: str, needs: set[str] | frozenset[str] | Callable[..., set[str]] = frozenset(),
           validate: Callable[..., None] | None = None, own_pass: tuple[str, str] | None = None,
           probe_settings: Callable[..., dict[str, Any]] | None = None,
-          ceiling: Callable[..., tuple[float, str] | None] | None = None):
+          ceiling: Callable[..., tuple[float, str] | None] | None = None, version: int = 1):
     """Register ``function(record, model, **options) -> float`` under ``name``.
 
     ``needs`` is a set of :data:`lswag.probe.NEEDS`, or a function of the proxy's options returning
@@ -97,15 +100,18 @@ def proxy(name: str, needs: set[str] | frozenset[str] | Callable[..., set[str]] 
     returns the keyword settings of :func:`lswag.probe.record` that the options call for.
     ``ceiling(record, model, **options)`` returns the most the value can be on that record and what
     that bound is (:attr:`Proxy.ceiling`), so that :func:`ceiling_warning` can say when it is reached.
+    ``version`` is the implementation's (:attr:`Proxy.version`): bump it when a change changes the values.
     """
     def decorate(function):
+        if name in _REGISTRY:   # a second proxy under the name would silently replace the first
+            raise LswagError(f"proxy {name!r} is already registered")
         needs_of = needs if callable(needs) else None
         description, own_cost = own_pass or (None, None)
         if own_cost is not None and own_cost not in COST_CLASSES:
             raise unknown_choice("cost class", own_cost, COST_CLASSES)
         entry = Proxy(name, function, frozenset() if needs_of else frozenset(needs),
                       function.__module__.rsplit(".", 1)[-1], validate, description, needs_of, probe_settings,
-                      own_cost, ceiling)
+                      own_cost, ceiling, version)
         if needs_of:
             entry = replace(entry, needs=entry.needs_for({}))
         _REGISTRY[name] = entry

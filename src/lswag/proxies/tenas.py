@@ -6,8 +6,11 @@ Conventions checked against the TE-NAS code as AZ-NAS re-uses it on NB201
 """
 from __future__ import annotations
 
+import abc
+
 import numpy as np
 import torch
+import torch.nn as nn
 
 from lswag import probe
 from lswag.data import Batch
@@ -53,6 +56,18 @@ def te_ntk_cond(record: Record, model, samples: int = NTK_SAMPLES) -> float:
     return float(-eigenvalues[-1] / eigenvalues[0])
 
 
+class HasThinNetwork(abc.ABC):
+    """A network with TE-NAS's thin copy, which ``te_linear_regions(network="thin")`` counts on.
+
+    Declared by inheriting it (NB201's and DARTS' cell networks), so that the proxies need not know
+    the spaces: ``class TinyNetwork(nn.Module, HasThinNetwork)``.
+    """
+
+    @abc.abstractmethod
+    def thin_network(self) -> nn.Module:
+        """A fresh thin copy (PyTorch's default initialisation) that takes 1-channel images."""
+
+
 NETWORKS = ("self", "thin")
 #: TE-NAS's region count (prune_tenas.py): 3 batches of 1000 inputs, each a 3 x 3 crop of one channel of an image
 THIN_SAMPLES, THIN_CROP = 3000, 3
@@ -92,12 +107,12 @@ def te_linear_regions(record: Record, model, network: str = "self", seed: int = 
     score`` warns, and ``lswag bench`` reports the proxy as constant over such a pool.
 
     ``network="thin"``: as TE-NAS's own pruning counts, on the network's thin copy (its
-    ``thin_network()``: NB201 and DARTS cells, width 1, no stem) fed 3000 inputs, each a random
-    3 × 3 crop of one random channel of a random image of the probe's batch (TE-NAS crops its
-    training images the same way), drawn from a CPU generator seeded with ``seed`` that also seeds
-    the copy's weights (PyTorch's default initialisation, as TE-NAS's thin copy keeps). One
-    difference: the copy's BatchNorm normalises the 3000 crops together where TE-NAS forwards them
-    as three batches of 1000. Fails on networks without a thin copy.
+    ``thin_network()``, :class:`HasThinNetwork`: NB201 and DARTS cells, width 1, no stem) fed 3000
+    inputs, each a random 3 × 3 crop of one random channel of a random image of the probe's batch
+    (TE-NAS crops its training images the same way), drawn from a CPU generator seeded with
+    ``seed`` that also seeds the copy's weights (PyTorch's default initialisation, as TE-NAS's thin
+    copy keeps). One difference: the copy's BatchNorm normalises the 3000 crops together where
+    TE-NAS forwards them as three batches of 1000. Fails on networks without a thin copy.
     """
     if network == "self":
         require_sites(record)
@@ -112,14 +127,13 @@ def te_linear_regions(record: Record, model, network: str = "self", seed: int = 
 
 
 def _thin_copy(model, seed: int):
-    make = getattr(model, "thin_network", None)
-    if make is None:
+    if not isinstance(model, HasThinNetwork):
         raise ProxyFailure(f"TE-NAS defines a thin copy for NB201 and DARTS cell networks only; a "
                            f"{type(model).__name__} has none (use network=self)")
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return make().to(device)
+        return model.thin_network().to(device)
 
 
 def _crops(x: torch.Tensor, seed: int) -> torch.Tensor:

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from lswag.errors import LswagError, unknown_choice
-from lswag.probe import _private_copy, all_finite, initialise, logits_of
+from lswag.probe import all_finite, initialise, logits_of, private_copy
 from lswag.proxies import ProxyFailure, proxy
 
 BN_STATISTICS = ("running", "batch")
@@ -186,7 +186,7 @@ def zen(record, model, repeats: int = 1, mixup_gamma: float = 1e-2, bn_statistic
         weight_seed = int(torch.randint(2 ** 62, (1,), generator=generator))
         inputs = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
         noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-        net = _private_copy(model)
+        net = private_copy(model)
         for layer in _batchnorms(net):
             layer.reset_running_stats()
         initialise(net, "normal", weight_seed)

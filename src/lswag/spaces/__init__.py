@@ -2,7 +2,10 @@
 
 A space turns architecture descriptions into ``torch.nn.Module`` networks. Every space offers the
 same methods (see :class:`SearchSpace`), so the CLI, the benchmark harness and the searches never
-need to know which space they are working on.
+need to know which space they are working on. What only some spaces can do is declared by a base
+class they inherit (:class:`SupernetSpace`), never sniffed from their attributes. The proxy
+options measured to suit a space are data, a ``PROXY_DEFAULTS`` table beside the space (as timm's
+``default_cfgs``), registered with it and read with :func:`proxy_defaults`.
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import inspect
 import json
 import numbers
 import random
-from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterator, Mapping
 
 import torch
 import torch.nn as nn
@@ -35,8 +38,6 @@ class SearchSpace(abc.ABC):
     input_shape: tuple[int, int, int]
     #: number of classes of the default task
     num_classes: int
-    #: proxy options measured to suit this space (e.g. L-SWAG's depth window); user options win
-    proxy_defaults: dict[str, dict[str, Any]] = {}
     #: the column of a ground-truth table that holds the architecture, unless the user names another
     truth_arch_column: str = "arch_str"
     #: its networks are built for one input resolution (a ViT's position embeddings): ``build`` takes
@@ -119,6 +120,37 @@ class SearchSpace(abc.ABC):
         """The network of ``arch`` at random initialisation (seeded when ``seed`` is given)."""
 
 
+class SupernetSpace(SearchSpace):
+    """A cell space with a supernet, which the ``prune`` search strategy (:mod:`lswag.prune`) starts from.
+
+    *Edges* is one tuple of op names per supernet edge, in the space's edge order; the supernet
+    sums the listed ops on each edge (an empty tuple removes the edge). Pruning removes ops until
+    one is left per edge, then, within each of :meth:`edge_groups`, edges until two are left.
+    """
+
+    @abc.abstractmethod
+    def supernet(self, edges, num_classes: int | None = None, seed: int | None = None,
+                 **options: Any) -> nn.Module:
+        """The supernet of ``edges`` at random initialisation (seeded when ``seed`` is given);
+        ``options`` are the width options of :meth:`build`."""
+
+    @abc.abstractmethod
+    def supernet_edges(self) -> tuple[tuple[str, ...], ...]:
+        """The edges pruning starts from."""
+
+    @abc.abstractmethod
+    def edge_groups(self) -> tuple[tuple[int, ...], ...]:
+        """Groups of edge positions of which pruning keeps two each (empty: every edge stays)."""
+
+    @abc.abstractmethod
+    def supernet_key(self, edges) -> str:
+        """The text a supernet of ``edges`` is stored under, distinct from every architecture's."""
+
+    @abc.abstractmethod
+    def from_supernet(self, edges) -> Hashable:
+        """The architecture of a fully pruned supernet's ``edges``; a one-line error when not fully pruned."""
+
+
 def check_int(value: Any, what: str, minimum: int = 0, maximum: int | None = None) -> int:
     """``value`` as an int, or a one-line error naming ``what`` and the range it must lie in."""
     if (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum
@@ -148,10 +180,17 @@ def decoded(text: Any, what: str) -> Any:
 
 
 _SPACES: dict[str, SearchSpace] = {}
+_PROXY_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {}
 
 
-def register(space: SearchSpace) -> SearchSpace:
+def register(space: SearchSpace, proxy_defaults: Mapping[str, Mapping[str, Any]] | None = None) -> SearchSpace:
+    """Make ``space`` available by its name, with the proxy options measured to suit it
+    (``{proxy: {option: value}}``, the space's entry of its module's ``PROXY_DEFAULTS``).
+    A name already taken is refused: a second space under it would silently replace the first."""
+    if space.name in _SPACES:
+        raise LswagError(f"search space {space.name!r} is already registered")
     _SPACES[space.name] = space
+    _PROXY_DEFAULTS[space.name] = {proxy: dict(options) for proxy, options in (proxy_defaults or {}).items()}
     return space
 
 
@@ -166,6 +205,15 @@ def names() -> list[str]:
     return sorted(_SPACES)
 
 
+def proxy_defaults(space: SearchSpace | str) -> dict[str, dict[str, Any]]:
+    """``{proxy: {option: value}}`` measured to suit the space (given or named), registered under its
+    name; user options win over them. A copy: changing it changes no space's defaults."""
+    if isinstance(space, str):
+        space = get(space)      # an unknown name raises, listing the valid ones
+    return {proxy: dict(options) for proxy, options in _PROXY_DEFAULTS.get(space.name, {}).items()}
+
+
 from lswag.spaces import autoformer, darts, nb101, nb201, tnb101  # noqa: E402  (register themselves)
 
-__all__ = ["SearchSpace", "check_int", "decoded", "get", "names", "register", "seeded", "autoformer", "darts", "nb101", "nb201", "tnb101"]
+__all__ = ["SearchSpace", "SupernetSpace", "check_int", "decoded", "get", "names", "proxy_defaults", "register",
+           "seeded", "autoformer", "darts", "nb101", "nb201", "tnb101"]

@@ -38,7 +38,8 @@ import torch
 import torch.nn as nn
 
 from lswag.errors import LswagError
-from lswag.spaces import SearchSpace, check_int, register, seeded
+from lswag.proxies.tenas import HasThinNetwork
+from lswag.spaces import SupernetSpace, check_int, register, seeded
 
 PRIMITIVES = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
               "dil_conv_3x3", "dil_conv_5x5")
@@ -187,7 +188,7 @@ class AuxiliaryHead(nn.Module):
         return self.classifier(self.features(x).flatten(1))
 
 
-class NetworkCIFAR(nn.Module):
+class NetworkCIFAR(nn.Module, HasThinNetwork):
     """DARTS' evaluation network (see the module docstring)."""
 
     def __init__(self, genotype: Genotype, C: int, num_classes: int, layers: int, auxiliary: bool,
@@ -261,16 +262,14 @@ def _node_of(position: int) -> int:
 SUPERNET_EDGES = tuple((node, source) for node in range(2, 2 + NODES) for source in range(node))
 
 
-class DartsSpace(SearchSpace):
+class DartsSpace(SupernetSpace):
     input_shape = (3, 32, 32)
     channels_last_on_cpu = True
     num_classes = 10
 
-    def __init__(self, name: str, ops: tuple[str, ...], C: int, layers: int, description: str,
-                 proxy_defaults: dict[str, dict[str, Any]] | None = None):
+    def __init__(self, name: str, ops: tuple[str, ...], C: int, layers: int, description: str):
         self.name, self.ops, self.default_C, self.default_layers = name, ops, C, layers
         self.description = description
-        self.proxy_defaults = proxy_defaults or {}
 
     def parse(self, text: Any) -> Genotype:
         """A :class:`Genotype` from one, from DARTS' ``Genotype(...)`` text, or from NASLib's compact
@@ -457,12 +456,18 @@ class DartsSpace(SearchSpace):
         return self.validate(Genotype(*cells))
 
 
-# L-SWAG's product, measured per space on 200 archs each (docs/reproduction.md): on SWAP's DARTS
-# cells (scored at C=16, 8 cells) Σ ln(Ψ_l·Λ_l) gives rho 0.74, the paper's Σ Ψ_l·Λ_l 0.57 (paired
-# difference [0.12, 0.22]); on NB301's genotypes the sum wins (0.59 against 0.52), so it keeps it.
+#: proxy options measured to suit each space (:func:`lswag.spaces.proxy_defaults`); user options win
+PROXY_DEFAULTS = {
+    # L-SWAG's product, measured per space on 200 archs each (docs/reproduction.md): on SWAP's DARTS
+    # cells (scored at C=16, 8 cells) Σ ln(Ψ_l·Λ_l) gives rho 0.74, the paper's Σ Ψ_l·Λ_l 0.57 (paired
+    # difference [0.12, 0.22]); on NB301's genotypes the sum wins (0.59 against 0.52), so it keeps it.
+    "darts": {"l_swag": {"product": "log"}},
+    "nb301": {},
+}
+
 DARTS = register(DartsSpace("darts", PRIMITIVES, C=36, layers=20, description=(
     "DARTS cells: 8 ops (none included) on 2 distinct inputs per node, normal + reduction cell; "
-    "NetworkCIFAR C=36, 20 cells (DARTS' CIFAR-10 evaluation network)"),
-    proxy_defaults={"l_swag": {"product": "log"}}))
+    "NetworkCIFAR C=36, 20 cells (DARTS' CIFAR-10 evaluation network)")), proxy_defaults=PROXY_DEFAULTS["darts"])
 NB301 = register(DartsSpace("nb301", NB301_OPS, C=32, layers=8, description=(
-    "NAS-Bench-301: DARTS cells with its 7 ops (no none); NetworkCIFAR C=32, 8 cells (its training network)")))
+    "NAS-Bench-301: DARTS cells with its 7 ops (no none); NetworkCIFAR C=32, 8 cells (its training network)")),
+    proxy_defaults=PROXY_DEFAULTS["nb301"])

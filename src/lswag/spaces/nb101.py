@@ -210,10 +210,6 @@ class NB101Space(SearchSpace):
     input_shape = (3, 32, 32)
     channels_last_on_cpu = True
     num_classes = 10
-    # Measured on all 301 distinct cells of Suite-Zero's table (docs/reproduction.md): Σ ln(Ψ_l·Λ_l)
-    # gives rho 0.56, the paper's Σ Ψ_l·Λ_l 0.37 (Λ_l ≈ the layer's unit count there, so the sum
-    # weighs the widest layers); no window gains held-out over all layers with the log product.
-    proxy_defaults = {"l_swag": {"product": "log"}}
 
     def parse(self, text: Any) -> Spec:
         """A pruned :class:`Spec` from one, from ``rows;ops`` text, from JSON or a dict with
@@ -392,4 +388,12 @@ class NB101Space(SearchSpace):
         return seeded(seed, lambda: NB101Network(spec, classes, stem_channels))
 
 
-SPACE = register(NB101Space())
+#: proxy options measured to suit the space (:func:`lswag.spaces.proxy_defaults`); user options win
+PROXY_DEFAULTS = {
+    # Measured on all 301 distinct cells of Suite-Zero's table (docs/reproduction.md): Σ ln(Ψ_l·Λ_l)
+    # gives rho 0.56, the paper's Σ Ψ_l·Λ_l 0.37 (Λ_l ≈ the layer's unit count there, so the sum
+    # weighs the widest layers); no window gains held-out over all layers with the log product.
+    "nb101": {"l_swag": {"product": "log"}},
+}
+
+SPACE = register(NB101Space(), proxy_defaults=PROXY_DEFAULTS["nb101"])

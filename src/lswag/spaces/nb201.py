@@ -26,7 +26,8 @@ import torch
 import torch.nn as nn
 
 from lswag.errors import LswagError
-from lswag.spaces import SearchSpace, check_int, register, seeded
+from lswag.proxies.tenas import HasThinNetwork
+from lswag.spaces import SupernetSpace, check_int, register, seeded
 
 #: op names in NB201 order (the order of the lexicographic product behind the official index)
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -255,7 +256,7 @@ class InferCell(nn.Module):
         return nodes[3]
 
 
-class TinyNetwork(nn.Module):
+class TinyNetwork(nn.Module, HasThinNetwork):
     """xautodl's ``TinyNetwork``: stem, 3 stages of ``N`` cells at widths C, 2C, 4C separated by
     two :class:`ResNetBasicblock` reductions, then BN-ReLU-pool-linear.
 
@@ -315,7 +316,7 @@ class ThinNetwork(nn.Module):
         return self.classifier(torch.flatten(self.global_pooling(self.lastact(self.cell(x))), 1))
 
 
-class NB201Space(SearchSpace):
+class NB201Space(SupernetSpace):
     """The NAS-Bench-201 / NATS-Bench topology search space (xautodl ``TinyNetwork``)."""
 
     name = "nb201"
@@ -324,9 +325,6 @@ class NB201Space(SearchSpace):
     input_shape = (3, 32, 32)
     channels_last_on_cpu = True
     num_classes = 10
-    # Measured on 400 cells x CIFAR-10/100/ImageNet16-120 (docs/reproduction.md): the best window
-    # spanning at least 3 depth percentiles; all layers give rho 0.78/0.78/0.76, this 0.80/0.80/0.77.
-    proxy_defaults = {"l_swag": {"window": (4, 7)}}
 
     def parse(self, text: Any) -> Cell:
         """A :class:`Cell` from an arch string, NASLib op indices as text (``"(4, 3, 3, 0, 0, 0)"``
@@ -433,4 +431,11 @@ class NB201Space(SearchSpace):
         return seeded(seed, lambda: TinyNetwork(cell, C, N, num_classes))
 
 
-SPACE = register(NB201Space())
+#: proxy options measured to suit the space (:func:`lswag.spaces.proxy_defaults`); user options win
+PROXY_DEFAULTS = {
+    # Measured on 400 cells x CIFAR-10/100/ImageNet16-120 (docs/reproduction.md): the best window
+    # spanning at least 3 depth percentiles; all layers give rho 0.78/0.78/0.76, this 0.80/0.80/0.77.
+    "nb201": {"l_swag": {"window": (4, 7)}},
+}
+
+SPACE = register(NB201Space(), proxy_defaults=PROXY_DEFAULTS["nb201"])

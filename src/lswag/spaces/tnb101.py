@@ -51,6 +51,7 @@ import torch.nn as nn
 
 from lswag.data import Batch
 from lswag.errors import LswagError, unknown_choice
+from lswag.probe import DeclaresBlocks
 from lswag.spaces import SearchSpace, check_int, register, seeded
 
 BASE_CHANNELS = 64
@@ -255,7 +256,7 @@ class Discriminator(nn.Module):
         return self.model(pair).flatten()
 
 
-class TaskNetwork(nn.Module):
+class TaskNetwork(DeclaresBlocks, nn.Module):
     """Encoder + the task's head; jigsaw runs the shared encoder on each of the 9 tiles."""
 
     #: AZ-NAS's blocks are the encoder's modules (see :func:`lswag.probe.block_containers`)

@@ -1,0 +1,316 @@
+"""``lswag search``: zero-shot search that returns a network to train (METHOD.md §6).
+
+Strategies (:mod:`lswag.search.strategies`, behind one ask/tell interface): ``evolution``,
+``random`` and ``prune``.
+
+The fitness (:class:`Fitness`) is a proxy, a rank combination of proxies (``rank:a,b,c``,
+``az_nas``, ``te_nas``) or a fitted LIBRA. Rank combinations score a candidate against a pool;
+here the pool is every candidate evaluated so far, so the selection is recomputed on the whole
+archive each generation (for a single proxy this is the proxy's value).
+
+Every candidate is scored through the scoring engine of ``lswag bench``
+(:class:`lswag.engine.Engine`, one per search) with the same store keys, so a search reuses what a benchmark run
+scored, and an interrupted search rerun with the same settings replays its draws against the
+store, computing only what it had not finished: it resumes from where it stopped, exactly.
+Parameter and FLOP budgets (in millions, as the ``params`` and ``flops`` proxies) are checked
+on every candidate before it is scored.
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from lswag import __version__, spaces
+from lswag.benchmarks import GroundTruth
+from lswag.engine import Engine, sample_archs
+from lswag.errors import LswagError, unknown_choice
+from lswag.proxies import Failure
+from lswag.search.fitness import Budget, Fitness, failed_value, make_fitness, plain_value
+from lswag.search.strategies import Archive, Candidate, Evolution, Proposals, Prune, RandomSearch, Strategy
+from lswag.settings import LIBRA_POOL, STRATEGIES, Execution, Scoring, TruthSource
+from lswag.store import Store
+
+#: the proxies a LIBRA fitness chooses from by default: the zoo less its costliest members
+RESULT_FORMAT = "lswag-search"
+
+__all__ = ["LIBRA_POOL", "STRATEGIES", "Archive", "Budget", "Candidate", "Fitness", "SearchConfig", "SearchResult",
+           "Searcher", "Strategy", "load_result", "make_fitness", "search"]
+
+
+# -- the search --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """A search; ``scoring`` says how every candidate is scored (its store keys), its proxies being
+    those the fitness, ``also``, the budget and the result need."""
+
+    scoring: Scoring
+    strategy: str = "evolution"
+    fitness: str = "l_swag"
+    evaluations: int | None = None          # evolution: population x generations by default
+    population: int = 50
+    generations: int = 20
+    parents: int = 10
+    mutation_prob: float = 0.2
+    crossover_prob: float = 0.5
+    seed: int = 0                           # of the search's draws (the scoring has its own)
+    budget: Budget = Budget()
+    truth: TruthSource | None = None        # candidates limited to its archs; the result looked up
+    more_metrics: tuple[str, ...] = ()      # other truth columns the result is looked up in
+    calibration: int = 100                  # archs a LIBRA fitness is fitted on
+    libra_pool: tuple[str, ...] = LIBRA_POOL
+    #: proxies scored with every candidate besides the fitness's, sharing its passes, so that other
+    #: searches and analyses find them in the store
+    also: tuple[str, ...] = ()
+
+
+@dataclass
+class SearchResult:
+    space: str
+    arch: str
+    build: dict[str, Any]
+    strategy: str
+    fitness: str
+    scores: dict[str, float | None]          # the best candidate's proxies (None: failed)
+    params: float | None
+    flops: float | None
+    evaluations: int                         # candidates scored by the search (not counting calibration)
+    failures: int                            # of which the fitness failed on (ranked last)
+    skipped: int                             # candidates left out: their params or FLOPs failed
+    wall_seconds: float                      # of this run (a resumed one reads the store)
+    scoring_seconds: float                   # the fitness proxies' stored seconds: what a fresh run costs
+    seed: int
+    truth: dict[str, float] = field(default_factory=dict)
+    history: list[float] = field(default_factory=list)     # best fitness after each generation / round
+    candidates: list[str] = field(default_factory=list)    # every evaluated candidate, in order
+    calibration: list[str] = field(default_factory=list)   # the truth's cells a LIBRA fitness was fitted on
+    libra: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"format": RESULT_FORMAT, "lswag": __version__, **asdict(self)}, indent=2) + "\n")
+        return path
+
+
+def load_result(path: str | Path) -> dict[str, Any]:
+    """A saved search result; ``lswag.spaces.get(r["space"]).build(r["arch"], **r["build"])`` rebuilds it."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise LswagError(f"cannot read search result {path}: {error}") from None
+    if not isinstance(data, dict) or data.get("format") != RESULT_FORMAT:
+        raise LswagError(f"{path} is not an lswag search result (written by lswag search --out)")
+    return data
+
+
+class Searcher:
+    """Runs a :class:`SearchConfig` against a store through one :class:`Engine`: a strategy asks for
+    candidates, the engine scores them, the strategy is told (see the module docstring)."""
+
+    def __init__(self, config: SearchConfig, store_path: str | Path, execution: Execution = Execution(), *,
+                 progress: bool = True):
+        c = config
+        if c.strategy not in STRATEGIES:
+            raise unknown_choice("search strategy", c.strategy, STRATEGIES)
+        for name, value, low in (("population", c.population, 2), ("generations", c.generations, 1),
+                                 ("parents", c.parents, 1), ("calibration", c.calibration, 3)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise LswagError(f"{name} must be an integer >= {low}, got {value!r}")
+        if c.evaluations is not None and (not isinstance(c.evaluations, int) or c.evaluations < 1):
+            raise LswagError(f"evaluations must be a positive integer, got {c.evaluations!r}")
+        for name, value in (("mutation_prob", c.mutation_prob), ("crossover_prob", c.crossover_prob)):
+            if not 0 <= value <= 1:
+                raise LswagError(f"{name} must lie in [0, 1], got {value}")
+        if c.fitness == "libra" and c.truth is None:
+            raise LswagError("fitness libra is fitted on ground truth: give --truth and --metric")
+        if c.more_metrics and c.truth is None:
+            raise LswagError("--metric needs --truth (the file the found architecture is looked up in)")
+        if c.fitness != "libra":
+            make_fitness(c.fitness)             # an unknown fitness fails before any file is made
+        self.config, self.space = c, c.scoring.search_space
+        if c.strategy == "prune" and not isinstance(self.space, spaces.SupernetSpace):
+            raise LswagError(f"strategy prune needs a cell space with a supernet (nb201, darts, nb301); "
+                             f"{self.space.name} has none")
+        self.progress = progress
+        self.truth: GroundTruth | None = None
+        self.allowed: list[str] | None = None
+        if c.truth is not None:
+            self.truth = c.truth.load(self.space.name)
+            for metric in c.more_metrics:
+                if metric not in self.truth.columns:
+                    raise unknown_choice("metric", metric, [self.truth.metric, *self.truth.columns])
+            self.allowed = sorted(self.space.format(a) for a in self.truth.archs())
+        self.store = Store(store_path, c.scoring.space)
+        self.libra = None
+        self.calibration_seconds, self.calibration_archs = 0.0, []
+        # every proxy the search may score: the fitness's (LIBRA's whole pool), those kept alongside, the
+        # budget's and the result's; one engine, so one worker pool, scores them all
+        pool = tuple(dict.fromkeys([*c.libra_pool, "params"])) if c.fitness == "libra" else ()
+        fitness_proxies = pool or make_fitness(c.fitness).proxies
+        every = tuple(dict.fromkeys([*fitness_proxies, *c.also, *c.budget.proxies, "params", "flops"]))
+        options = {name: chosen for name, chosen in c.scoring.options.items() if name in every}
+        self.engine: Engine | None = None
+        try:
+            self.engine = Engine(replace(c.scoring, proxies=every, options=options), self.store, execution)
+            if c.fitness == "libra":
+                self.libra = self._fit_libra(pool)
+            self.fitness = make_fitness(c.fitness, self.libra)
+        except BaseException:
+            self.close()
+            raise
+        self.rng = random.Random(c.seed)
+        self.skipped = 0                   # candidates whose params or FLOPs could not be computed
+        self.scored = tuple(dict.fromkeys([*self.fitness.proxies, *c.also]))
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+        self.store.close()
+
+    def _fit_libra(self, pool: tuple[str, ...]):
+        from lswag import libra
+
+        c = self.config
+        # a stream of its own: drawn with the search's seed, the calibration cells would be the very cells
+        # random search (and evolution's first population) draws, and LIBRA would rank its own fitting set
+        archs = [self.space.format(a) for a in
+                 sample_archs(self.truth.archs(), self.space, c.calibration, f"libra-calibration-{c.seed}")]
+        bar = tqdm(total=len(archs), desc="LIBRA calibration", unit="arch", disable=not self.progress)
+        scored = self.engine.score(archs, pool, bar)
+        bar.close()
+        self.calibration_seconds = sum(r.seconds for arch in archs for r in scored[arch].values())
+        self.calibration_archs = archs
+        columns = {p: np.array([plain_value(scored[a][p].value) for a in archs]) for p in pool}
+        truth = np.array([self.truth.value(self.space.parse(a)) for a in archs])
+        table = libra.ScoreTable(f"{len(archs)} calibration archs of {c.truth.path}", self.truth.metric,
+                                 tuple(archs), truth, columns, tuple(c.libra_pool))
+        return libra.fit(table, proxies=c.libra_pool)
+
+    # -- candidates ---------------------------------------------------------------------------
+
+    def _admissible(self, archs: list[str]) -> list[str]:
+        """``archs`` within the budget (their costs come from, and go to, the store)."""
+        budget = self.config.budget
+        if not budget.proxies or not archs:
+            return archs
+        costs = self.engine.score(archs, budget.proxies)
+        keep = []
+        for arch in archs:
+            values = {k: costs[arch][k].value for k in budget.proxies}
+            if any(isinstance(v, Failure) for v in values.values()):
+                self.skipped += 1
+            elif budget.admits(values):
+                keep.append(arch)
+        return keep
+
+    def _proposals(self) -> Proposals:
+        c = self.config
+        return Proposals(self.space, self.rng, allowed=self.allowed, admissible=self._admissible,
+                         mutation_prob=c.mutation_prob, crossover_prob=c.crossover_prob)
+
+    def check_budget(self, samples: int = 100) -> None:
+        """A one-line error when none of ``samples`` random candidates fits the budget."""
+        budget = self.config.budget
+        if not budget.proxies:
+            return
+        rng_state = self.rng.getstate()
+        proposals = self._proposals()
+        archs = list(dict.fromkeys(proposals.random_arch() for _ in range(samples)))
+        self.rng.setstate(rng_state)   # the check leaves the search's draws as they were
+        if self._admissible(archs):
+            return
+        costs = self.engine.score(archs, budget.proxies)
+        spans = []
+        for kind in budget.proxies:
+            values = [costs[a][kind].value for a in archs if not isinstance(costs[a][kind].value, Failure)]
+            if values:
+                spans.append(f"{kind} {min(values):.4g}..{max(values):.4g} M")
+        raise LswagError(f"no {self.space.name} architecture fits the budget ({budget.text()}): "
+                         f"none of {len(archs)} random ones does (they span {', '.join(spans) or 'nothing'}); "
+                         "widen the budget")
+
+    def strategy(self, archive: Archive) -> Strategy:
+        c = self.config
+        if c.strategy == "prune":
+            return Prune(archive, self.space, build=c.scoring.build, seed=c.scoring.seed)
+        total = c.evaluations or (c.population * c.generations if c.strategy == "evolution" else 1000)
+        if c.strategy == "random":
+            return RandomSearch(archive, self._proposals(), total=total)
+        return Evolution(archive, self._proposals(), total=total, population=c.population,
+                         generations=c.generations, parents=c.parents)
+
+    # -- running ------------------------------------------------------------------------------
+
+    def _evaluate(self, candidates: list[Candidate], archive: Archive, bar: tqdm) -> list[dict[str, Any]]:
+        """Score ``candidates`` (architectures in one engine call; supernets one by one) into ``archive``."""
+        archs = [c.key for c in candidates if c.make is None]
+        scored = self.engine.score(archs, self.scored, bar) if archs else {}
+        rows = []
+        for candidate in candidates:
+            if candidate.make is None:
+                results = scored[candidate.key]
+            else:
+                results = self.engine.score_network(candidate.key, candidate.make, self.scored)
+                bar.update()
+            archive.add(candidate.key, results)
+            rows.append({p: r.value for p, r in results.items()})
+        bar.set_postfix(best=archive.describe_best())
+        return rows
+
+    def run(self) -> SearchResult:
+        c = self.config
+        self.check_budget()
+        start = time.perf_counter()
+        archive = Archive(self.fitness)
+        strategy = self.strategy(archive)
+        bar = tqdm(total=strategy.total, desc=f"{c.strategy} search ({self.fitness.name})", unit=strategy.unit,
+                   disable=not self.progress)
+        while candidates := strategy.ask():
+            strategy.tell(candidates, self._evaluate(candidates, archive, bar))
+        bar.close()
+        if not archive.archs:
+            raise LswagError(f"the search found no admissible candidate ({c.budget.text()})")
+        return self._result(strategy.best(), archive, strategy.history, time.perf_counter() - start)
+
+    def _result(self, arch: str, archive: Archive, history, wall: float) -> SearchResult:
+        c = self.config
+        final = self.engine.score([arch], tuple(dict.fromkeys([*self.fitness.proxies, "params", "flops"])))[arch]
+        scores = {p: (None if failed_value(r.value) else float(r.value)) for p, r in final.items()}
+        truth = {}
+        cell = self.space.parse(arch)
+        if self.truth is not None and cell in self.truth.accuracy:   # a pruned cell may lie outside a partial table
+            truth[self.truth.metric] = self.truth.value(cell)
+            for metric in c.more_metrics:
+                truth[metric] = self.truth.columns[metric].get(cell)
+        failures = int((~np.isfinite(archive.scores())).sum())
+        return SearchResult(
+            space=c.scoring.space, arch=arch, build=dict(c.scoring.build), strategy=c.strategy, fitness=self.fitness.name,
+            scores=scores, params=scores.get("params"), flops=scores.get("flops"), evaluations=len(archive.archs),
+            failures=failures, skipped=self.skipped, wall_seconds=wall, scoring_seconds=archive.seconds, seed=c.seed,
+            truth=truth, history=history, candidates=list(archive.archs), calibration=self.calibration_archs,
+            libra=self.libra.explain() if self.libra else "",
+            settings={"scoring": asdict(c.scoring), "budget": asdict(c.budget),
+                      "population": c.population, "generations": c.generations, "parents": c.parents,
+                      "mutation_prob": c.mutation_prob, "crossover_prob": c.crossover_prob,
+                      "calibration_seconds": self.calibration_seconds})
+
+
+def search(config: SearchConfig, store_path: str | Path, execution: Execution = Execution(), *,
+           progress: bool = True) -> SearchResult:
+    """Run ``config`` (see :class:`Searcher`) and return the best architecture found."""
+    searcher = Searcher(config, store_path, execution, progress=progress)
+    try:
+        return searcher.run()
+    finally:
+        searcher.close()

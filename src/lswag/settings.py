@@ -1,0 +1,245 @@
+"""What a user sets: the choices lswag offers and the settings objects every command passes whole.
+
+* :class:`Scoring`: how architectures are scored, everything that changes a score (so the store key);
+* :class:`TruthSource`: where a command's ground truth comes from and how to read it;
+* :class:`Execution`: where and how a run's architectures are scored, which changes no score;
+* the names a user chooses among (:data:`DEVICES`, :data:`INITS`, :data:`EXECUTORS`, ...).
+
+This module imports neither torch nor scipy, so that the command line can declare its flags from
+these objects and answer ``--help``, ``--version`` and argument errors at once; the checks that
+need the registries import them when a settings object is made.
+"""
+from __future__ import annotations
+
+from dataclasses import MISSING, dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Iterable
+
+if TYPE_CHECKING:
+    from lswag.benchmarks import GroundTruth
+    from lswag.data import Batch
+    from lswag.spaces import SearchSpace
+
+#: where networks are scored: ``auto`` is a GPU when there is one
+DEVICES = ("auto", "cpu", "cuda")
+#: the weights a network is scored with: the builder's (given), or redrawn (:func:`lswag.probe.initialise`)
+INITS = ("given", "kaiming", "normal")
+#: how a run's architectures are scored in parallel (:class:`lswag.engine.Engine`)
+EXECUTORS = ("local", "ray")
+#: rows of a truth file that are the same architecture: an error, or their mean (:func:`lswag.benchmarks.load_truth`)
+DUPLICATES = ("error", "mean")
+#: search strategies (:mod:`lswag.search.strategies`)
+STRATEGIES = ("evolution", "random", "prune")
+#: the proxies a LIBRA fitness chooses from by default: the zoo less its costliest members
+LIBRA_POOL = ("l_swag", "zico", "swap", "nwot", "synflow", "grad_norm", "snip", "fisher", "plain", "l2_norm",
+              "jacov", "params", "flops")
+#: the optimizers ``lswag train`` offers
+OPTIMIZERS = ("sgd", "adamw")
+#: input batch sources (:func:`lswag.data.load_batch`)
+SOURCES = ("digits", "cifar10:PATH", "cifar100:PATH", "npz:PATH", "gaussian")
+
+
+def setting(default: Any = MISSING, *, help: str, flag: str | None = None, kind: str | None = None,
+            choices: tuple[str, ...] | None = None, cli_default: Any = MISSING, default_factory: Any = MISSING):
+    """A settings field and how the command line offers it (read by :mod:`lswag.cli.flags`): its
+    ``help``; its ``flag`` when not ``--field-name``; its ``kind`` when its text form is not the
+    value itself (``csv``: comma-separated; ``option``: repeated PROXY.KEY=VALUE; ``build``:
+    repeated KEY=VALUE; ``switch``: present or not); its ``choices``; its default on the command
+    line when that differs from the library's (``cli_default``)."""
+    metadata = {"help": help, "flag": flag, "kind": kind, "choices": choices, "cli_default": cli_default}
+    if default_factory is not MISSING:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def parse_option(text: str) -> tuple[str, str, Any]:
+    """``"PROXY.KEY=VALUE"`` -> (proxy, key, value); the value becomes an int or float when it is one."""
+    from lswag.errors import LswagError
+
+    head, sep, raw = text.partition("=")
+    proxy_name, dot, key = head.partition(".")
+    if not sep or not dot or not proxy_name or not key:
+        raise LswagError(f"option {text!r} is not of the form PROXY.KEY=VALUE (e.g. l_swag.window=3-10)")
+    for convert in (int, float):
+        try:
+            return proxy_name, key, convert(raw)
+        except ValueError:
+            pass
+    return proxy_name, key, raw
+
+
+def parse_options(texts: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """``["PROXY.KEY=VALUE", ...]`` -> ``{proxy: {key: value}}`` (:func:`parse_option`)."""
+    options: dict[str, dict[str, Any]] = {}
+    for text in texts:
+        name, key, value = parse_option(text)
+        options.setdefault(name, {})[key] = value
+    return options
+
+
+def parse_build_options(texts: Iterable[str]) -> dict[str, Any]:
+    """``["KEY=VALUE", ...]`` -> the space's build options; values become ints, floats or
+    booleans (``true``/``false``) when they are one, e.g. ``task=jigsaw``, ``C=16``."""
+    from lswag.errors import LswagError
+
+    build: dict[str, Any] = {}
+    for text in texts:
+        key, sep, raw = text.partition("=")
+        if not sep or not key.strip() or not raw.strip():
+            raise LswagError(f"build option {text!r} is not of the form KEY=VALUE (e.g. task=jigsaw, C=16)")
+        value: Any = {"true": True, "false": False}.get(raw.strip().lower(), raw.strip())
+        for convert in (int, float):
+            if isinstance(value, str):
+                try:
+                    value = convert(value)
+                except ValueError:
+                    pass
+        build[key.strip()] = value
+    return build
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How architectures of ``space`` are scored: everything that changes a score, so the store key.
+
+    The one settings object of score, bench, layers, search and demo; variants are made with
+    :func:`dataclasses.replace`. Checked whole on creation, before any work: the init, the device
+    (``auto`` resolved here), the build options, the proxies and their options, merged once with
+    the space's measured defaults (:attr:`resolved_options`).
+    """
+
+    space: str = setting(help="search space (lswag spaces lists them)", cli_default="nb201")
+    proxies: tuple[str, ...] = setting(("l_swag",), kind="csv", help="comma-separated proxy names, or 'all'")
+    data: str = setting("digits", help=f"input batch source: {', '.join(SOURCES)} (default digits, built in)")
+    batch_size: int = setting(64, help="images in the scoring batch")
+    seed: int = setting(0, help="seed of the batch and of the weights")
+    image_size: int | None = setting(None, help="input resolution (default: the space's)")
+    gradient_draws: int = setting(2, flag="--draws", help="gradient draws M (batch split in M chunks)")
+    init: str = setting("given", choices=INITS,
+                        help="weights: given (the builder's, PyTorch default init), kaiming (N(0, 2/fan_in)) or "
+                             "normal (N(0, 1)), redrawn with the seed")
+    options: dict[str, dict[str, Any]] = setting(default_factory=dict, flag="--option", kind="option",
+                                                 help="a proxy option, e.g. l_swag.window=3-10 (repeatable)")
+    build: dict[str, Any] = setting(default_factory=dict, kind="build",
+                                    help="a build option of the space (repeatable): tnb101 task=class_object|"
+                                         "class_scene|room_layout|jigsaw|segmentsemantic|autoencoder|normal; "
+                                         "darts/nb301 C=, layers=, auxiliary=, affine=")
+    device: str = setting("cpu", choices=DEVICES, cli_default="auto",
+                          help="where networks are scored: auto (a GPU when there is one), cpu or cuda")
+
+    def __post_init__(self):
+        from lswag import proxies as registry
+        from lswag.errors import unknown_choice
+        from lswag.scoring import resolve_device
+
+        if self.init not in INITS:
+            raise unknown_choice("init", self.init, INITS)
+        object.__setattr__(self, "proxies", tuple(self.proxies))
+        object.__setattr__(self, "device", resolve_device(self.device).type)
+        self.search_space.check_build_options(self.build)
+        for name, chosen in self.resolved_options.items():
+            registry.check_options(name, chosen)
+
+    @property
+    def search_space(self) -> SearchSpace:
+        from lswag import spaces
+
+        return spaces.get(self.space)
+
+    @cached_property
+    def names(self) -> list[str]:
+        """The proxies, ``all`` expanded."""
+        from lswag.scoring import resolve_proxies
+
+        return resolve_proxies(list(self.proxies))
+
+    @cached_property
+    def resolved_options(self) -> dict[str, dict[str, Any]]:
+        """The options each proxy is scored with: the space's measured defaults, then ``options``."""
+        from lswag.scoring import space_options
+
+        return space_options(self.search_space, self.names, self.options)
+
+    @property
+    def size(self):
+        return self.image_size or self.search_space.input_shape[1:]
+
+    def settings(self) -> dict[str, dict[str, Any]]:
+        """The store key of each proxy: ``{proxy: settings}``. It names the proxy's implementation
+        version (:attr:`lswag.proxies.Proxy.version`), not lswag's: a release reuses every stored
+        score but those of a proxy whose values it changed."""
+        import torch
+
+        from lswag import proxies as registry
+        from lswag.scoring import resolve_device
+
+        common = {"data": self.data, "batch_size": self.batch_size, "seed": self.seed,
+                  "image_size": self.size, "gradient_draws": self.gradient_draws, "init": self.init}
+        if self.build:   # absent otherwise, so that stores of earlier runs stay valid
+            common["build"] = self.build
+        if self.device != "cpu":   # float results differ in their last bits on a GPU
+            common["device"] = self.device
+        if self.search_space.memory_format(resolve_device(self.device)) == torch.channels_last:
+            common["memory_format"] = "channels_last"   # values differ by rounding from the default layout's
+        return {name: {**common, "options": self.resolved_options.get(name, {}),
+                       "implementation": registry.get(name).version} for name in self.names}
+
+    def batch(self, download: bool = False) -> Batch:
+        """The fixed batch every architecture is scored on."""
+        from lswag.data import load_batch
+
+        return load_batch(self.data, batch_size=self.batch_size, seed=self.seed, image_size=self.size,
+                          download=download)
+
+
+@dataclass(frozen=True)
+class TruthSource:
+    """Where a command's ground truth comes from: the file and how to read it
+    (:func:`lswag.benchmarks.load_truth`). Declared once for bench, layers and search; the space
+    is the command's."""
+
+    path: str = setting(flag="--truth", help="ground truth: .csv, .parquet or NAS-Bench-Suite-Zero .json")
+    metric: str = setting(help="the truth column (json: key) used as accuracy")
+    dataset: str | None = setting(None, help="dataset to select in truth files that hold several")
+    arch_column: str | None = setting(None, help="the truth column with the architecture (default: the space's, "
+                                                 "arch_str for most)")
+    column_names: tuple[str, ...] | None = setting(None, kind="csv", help="header of a truth CSV that has none")
+    duplicates: str = setting("error", choices=DUPLICATES,
+                              help="truth rows of the same architecture (e.g. NB101 seeds): an error, or their mean")
+
+    def load(self, space: str, metric: str | None = None) -> GroundTruth:
+        """The table for ``space``, keyed by ``metric`` (default: this source's)."""
+        from lswag.benchmarks import load_truth
+
+        return load_truth(self.path, space=space, metric=metric or self.metric, arch_column=self.arch_column,
+                          dataset=self.dataset, column_names=self.column_names, duplicates=self.duplicates)
+
+
+@dataclass(frozen=True)
+class Execution:
+    """Where and how a run's architectures are scored (:class:`lswag.engine.Engine`); no score depends
+    on it beyond float rounding (docs/performance.md), so it is no part of the store key.
+
+    ``executor="local"`` scores in this process (``workers=1``) or a process pool of ``workers``
+    (torch threads split between them); ``executor="ray"`` sends architectures to Ray: a local
+    instance of ``workers`` CPUs, or the cluster at ``ray_address`` (``auto`` or ``HOST:PORT``).
+    ``fail_fast`` lets an exception in a proxy or a network abort the run (for debugging);
+    otherwise it is that proxy's failure, stored with its type and message.
+    """
+
+    workers: int = setting(1, help="parallel workers: local processes, or the CPUs of a local Ray instance")
+    executor: str = setting("local", choices=EXECUTORS, help="local processes, or Ray tasks (needs lswag[ray])")
+    ray_address: str | None = setting(None, help="join this Ray cluster ('auto', or HOST:PORT) instead of starting one")
+    fail_fast: bool = setting(False, kind="switch",
+                              help="let an exception in a proxy or a network abort the run (default: it is that "
+                                   "proxy's failure, stored with its type and message)")
+
+    def __post_init__(self):
+        from lswag.errors import LswagError, unknown_choice
+
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+            raise LswagError(f"workers must be at least 1, got {self.workers}")
+        if self.executor not in EXECUTORS:
+            raise unknown_choice("executor", self.executor, EXECUTORS)
+        if self.ray_address and self.executor != "ray":
+            raise LswagError("a Ray address needs --executor ray")
