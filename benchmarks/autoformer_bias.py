@@ -17,7 +17,7 @@ from pathlib import Path
 
 from lswag import spaces
 from lswag.bench import BenchConfig, run_bench
-from lswag.settings import Scoring, TruthSource
+from lswag.settings import Execution, Scoring, TruthSource
 from lswag.stats import correlate
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -52,7 +52,7 @@ def main() -> None:
     start = time.perf_counter()
     scoring = Scoring(args.space, proxies, data=args.data, batch_size=args.batch_size, seed=args.seed)
     reports = run_bench(BenchConfig(scoring, TruthSource(str(subnets), "params"), n=args.n),
-                        args.store, workers=args.workers)
+                        args.store, Execution(workers=args.workers))
     wall = time.perf_counter() - start
     flops = next(r for r in reports if r.proxy == "flops")
     if any(isinstance(v, str) or not isinstance(v, (int, float)) for v in flops.scores):

@@ -35,13 +35,12 @@ from tqdm import tqdm
 
 import lswag
 from lswag import probe
-from lswag.settings import DUPLICATES, Scoring, TruthSource
 from lswag.engine import Prepared, sample_archs
 from lswag.layers import WINDOWS
 from lswag import proxies as registry
 from lswag.proxies import Failure
 from lswag.proxies.lswag import PAIRINGS, PATTERN_PASSES, PRODUCTS
-from lswag.scoring import parse_build_options
+from lswag.settings import DUPLICATES, Scoring, TruthSource, parse_build_options
 
 TRUTH = Path(__file__).resolve().parents[1].parent / "shared/benchmarks/nasbench201/nb201_groundtruth.csv"
 BASELINES = ["zico", "swap", "nwot", "synflow", "grad_norm", "snip", "params", "flops"]

@@ -37,8 +37,8 @@ CASES = {  # name: (space, architecture, batch, proxies, target GB)
 def _child(space_name: str, arch: str, batch_size: int, proxies: str, threads: int) -> tuple:
     import lswag
     from lswag.engine import peak_memory_mb, score_architecture
-    from lswag.settings import Scoring
     from lswag.scoring import resolve_proxies
+    from lswag.settings import Scoring
 
     def resident_gb() -> float:
         return peak_memory_mb() * 2**20 / 1e9

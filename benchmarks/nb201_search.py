@@ -21,7 +21,7 @@ import csv
 import statistics
 from pathlib import Path
 
-from lswag.settings import Scoring, TruthSource
+from lswag.settings import Execution, Scoring, TruthSource
 from lswag.search import SearchConfig, search
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -83,7 +83,7 @@ def main() -> None:
             truth=TruthSource(str(TRUTH), METRICS[0]), more_metrics=METRICS[1:], calibration=100,
             libra_pool=LIBRA_POOL, also=() if strategy == "prune" else proxies,
             **evolution_shape(args.evaluations))
-        result = search(config, store, workers=args.workers, progress=False)
+        result = search(config, store, Execution(workers=args.workers), progress=False)
         with runs_path.open("a", newline="") as f:
             csv.writer(f).writerow([strategy, fitness, budget, seed, result.arch, *(result.truth[m] for m in METRICS),
                                     result.evaluations, result.failures, f"{result.wall_seconds:.1f}",

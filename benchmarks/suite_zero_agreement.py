@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lswag import spaces
 from lswag.bench import BenchConfig, run_bench
-from lswag.settings import Scoring, TruthSource
+from lswag.settings import Execution, Scoring, TruthSource
 from lswag.stats import correlate
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -29,7 +29,7 @@ def agreement(n: int, store: Path, workers: int, seed: int = 0, data: str | None
     source = TruthSource(str(TABLE), "val_accuracy", dataset="cifar10")
     scoring = Scoring("nb201", PROXIES, data=data or f"npz:{SHARED / 'images/cifar10_sample.npz'}", batch_size=64,
                       seed=seed)
-    reports = run_bench(BenchConfig(scoring, source, n=n), store, workers=workers, progress=progress)
+    reports = run_bench(BenchConfig(scoring, source, n=n), store, Execution(workers=workers), progress=progress)
     truth = source.load("nb201")
     space = spaces.get("nb201")
     rows = []

@@ -24,7 +24,7 @@ from pathlib import Path
 import lswag
 from bench_passes import batch_in_layout, floor, layout_of
 from lswag.bench import BenchConfig, run_bench
-from lswag.settings import Scoring, TruthSource
+from lswag.settings import Execution, Scoring, TruthSource
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 NB201_CELLS = 15_625
@@ -32,7 +32,7 @@ NB201_CELLS = 15_625
 
 def timed_bench(config: BenchConfig, store: Path, workers: int, executor: str) -> tuple[float, list]:
     start = time.perf_counter()
-    reports = run_bench(config, store, workers=workers, executor=executor, progress=False)
+    reports = run_bench(config, store, Execution(workers=workers, executor=executor), progress=False)
     return time.perf_counter() - start, reports
 
 

@@ -215,7 +215,7 @@ def test_a_fitness_failing_everywhere_is_an_error(tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--strategy", "greedy"], "unknown search strategy 'greedy'; valid choices: evolution, prune, random"),
+    (["--strategy", "greedy"], "argument --strategy: invalid choice: 'greedy' (choose from 'evolution', 'random', 'prune')"),
     (["--fitness", "libra"], "fitness libra is fitted on ground truth: give --truth and --metric"),
     (["--max-params", "0.00001"], "no nb201 architecture fits the budget"),
     (["--min-flops", "5", "--max-flops", "1"], "impossible budget: min flops 5.0 M is above max flops 1.0 M"),

@@ -248,6 +248,11 @@ def _read_stores(paths: list[Path], *, metric: str, truth, arch_column: str | No
                       {p: by_arch for p, by_arch in failures.items() if by_arch})
 
 
+def bins_of(text: str) -> str | int:
+    """The discretisation named by ``text``: a rule (``sturges``, ``suite_zero``) or a bin count."""
+    return int(text) if text.strip().isdigit() else text.strip()
+
+
 def read_scores(scores: str | Path | Sequence[str | Path], *, metric: str, truth: str | Path | None = None,
                 space: str | None = None, arch_column: str | None = None, dataset: str | None = None,
                 setting: Mapping[str, str] | None = None, duplicates: str = "error",

@@ -3,6 +3,7 @@
 * :class:`Scoring`: how architectures are scored, everything that changes a score (so the store key);
 * :class:`TruthSource`: where a command's ground truth comes from and how to read it;
 * :class:`Execution`: where and how a run's architectures are scored, which changes no score;
+* :class:`SearchConfig` and its :class:`Budget`: a zero-shot search;
 * the names a user chooses among (:data:`DEVICES`, :data:`INITS`, :data:`EXECUTORS`, ...).
 
 This module imports neither torch nor scipy, so that the command line can declare its flags from
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 if TYPE_CHECKING:
     from lswag.benchmarks import GroundTruth
@@ -243,3 +244,69 @@ class Execution:
             raise unknown_choice("executor", self.executor, EXECUTORS)
         if self.ray_address and self.executor != "ray":
             raise LswagError("a Ray address needs --executor ray")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Parameter and FLOP limits in millions (``params`` and ``flops`` proxies); None is no limit."""
+
+    min_params: float | None = setting(None, help="least params in millions")
+    max_params: float | None = setting(None, help="most params in millions")
+    min_flops: float | None = setting(None, help="least FLOPs in millions")
+    max_flops: float | None = setting(None, help="most FLOPs in millions")
+
+    def __post_init__(self):
+        from lswag.errors import LswagError
+
+        for kind in ("params", "flops"):
+            low, high = self.limits(kind)
+            if low is not None and high is not None and low > high:
+                raise LswagError(f"impossible budget: min {kind} {low} M is above max {kind} {high} M")
+
+    def limits(self, kind: str) -> tuple[float | None, float | None]:
+        return {"params": (self.min_params, self.max_params), "flops": (self.min_flops, self.max_flops)}[kind]
+
+    @property
+    def proxies(self) -> tuple[str, ...]:
+        return tuple(kind for kind in ("params", "flops") if self.limits(kind) != (None, None))
+
+    def admits(self, costs: Mapping[str, float]) -> bool:
+        for kind in self.proxies:
+            low, high = self.limits(kind)
+            if (low is not None and costs[kind] < low) or (high is not None and costs[kind] > high):
+                return False
+        return True
+
+    def text(self) -> str:
+        parts = []
+        for kind in self.proxies:
+            low, high = self.limits(kind)
+            parts.append(f"{kind} in [{'-inf' if low is None else low}, {'inf' if high is None else high}] M")
+        return " and ".join(parts) or "no budget"
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """A zero-shot search (:mod:`lswag.search`); ``scoring`` says how every candidate is scored (its
+    store keys), its proxies being those the fitness, ``also``, the budget and the result need."""
+
+    scoring: Scoring
+    strategy: str = setting("evolution", choices=STRATEGIES, help="how candidates are proposed")
+    fitness: str = setting("l_swag", help="a proxy, rank:PROXY,PROXY,... (rank averaging), az_nas, te_nas or "
+                                          "libra (needs --truth)")
+    evaluations: int | None = setting(None, help="candidates to evaluate (evolution: population x generations; "
+                                                 "random: 1000)")
+    population: int = setting(50, help="evolution: candidates per generation")
+    generations: int = setting(20, help="evolution: generations")
+    parents: int = setting(10, help="evolution: top candidates that breed each generation")
+    mutation_prob: float = setting(0.2, help="per-choice redraw probability of a mutation")
+    crossover_prob: float = setting(0.5, help="share of the children made by crossover")
+    seed: int = setting(0, help="seed of the search's draws (the scoring has its own)")
+    budget: Budget = Budget()
+    truth: TruthSource | None = None        # candidates limited to its archs; the result looked up
+    more_metrics: tuple[str, ...] = ()      # other truth columns the result is looked up in
+    calibration: int = setting(100, help="archs of the truth a LIBRA fitness is fitted on")
+    libra_pool: tuple[str, ...] = setting(LIBRA_POOL, kind="csv",
+                                          help=f"proxies LIBRA chooses from (default {','.join(LIBRA_POOL)})")
+    also: tuple[str, ...] = setting((), kind="csv", help="proxies also scored with every candidate, sharing its "
+                                                         "passes, so that other searches find them in the store")

@@ -186,3 +186,46 @@ def _save(path: Path, state: dict[str, Any]) -> None:
     partial = path.with_name(path.name + ".part")
     torch.save(state, partial)
     os.replace(partial, path)
+
+
+@dataclass
+class TrainedArchitecture:
+    space: str
+    arch: str                        # canonical text
+    build: dict[str, Any]
+    recipe: Recipe
+    result: TrainResult
+    test_images: int
+
+
+def train_architecture(space_name: str, arch: Any, build: dict[str, Any], *, data: str = "digits",
+                       image_size: int | None = None, optimizer: str = "auto", epochs: int = 10, batch_size: int = 64,
+                       lr: float | None = None, weight_decay: float | None = None, augment: bool | None = None,
+                       seed: int = 0, checkpoint: str | Path | None = None, download: bool = False,
+                       device: str = "auto", progress: bool = True) -> TrainedArchitecture:
+    """Build ``arch`` of ``space_name`` for ``data`` (its train and test splits at ``image_size``,
+    default the space's) and train it (:func:`train`). ``optimizer="auto"`` is the space's
+    (:attr:`lswag.spaces.SearchSpace.optimizer`: AdamW for the ViT spaces, SGD otherwise);
+    ``augment=None`` is on for CIFAR. Only image classifiers train here: a space whose task needs
+    its own inputs and targets (TransNAS-Bench-101's Taskonomy tasks) is an error."""
+    from lswag import spaces
+    from lswag.data import load_dataset
+
+    space = spaces.get(space_name)
+    space.check_build_options(build)
+    size = image_size or space.input_shape[1:]
+    train_set = load_dataset(data, "train", image_size=size, download=download)
+    test_set = load_dataset(data, "test", image_size=size, download=download)
+    sample = test_set.batch([0])
+    if space.task_loss(**build) != "cross_entropy" or space.prepare(sample, **build) is not sample:
+        raise LswagError(f"lswag train trains image classifiers on their labels; {space_name} "
+                         f"{' '.join(f'{k}={v}' for k, v in build.items())} needs its task's own inputs and targets "
+                         "(TransNAS-Bench-101's Taskonomy data), which lswag cannot train on")
+    model = space.build(arch, num_classes=train_set.num_classes, seed=seed, **space.sized_build(build, sample.x))
+    recipe = Recipe(optimizer=space.optimizer if optimizer == "auto" else optimizer, epochs=epochs,
+                    batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                    augment=data.startswith("cifar") if augment is None else augment, seed=seed)
+    text = space.format(space.parse(arch) if isinstance(arch, str) else arch)
+    result = train(model, train_set, test_set, recipe, checkpoint=checkpoint,
+                   describe={"space": space_name, "arch": text, "build": build}, device=device, progress=progress)
+    return TrainedArchitecture(space_name, text, build, recipe, result, len(test_set))

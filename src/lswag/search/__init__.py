@@ -32,44 +32,19 @@ from lswag.benchmarks import GroundTruth
 from lswag.engine import Engine, sample_archs
 from lswag.errors import LswagError, unknown_choice
 from lswag.proxies import Failure
-from lswag.search.fitness import Budget, Fitness, failed_value, make_fitness, plain_value
+from lswag.search.fitness import Fitness, failed_value, make_fitness, plain_value
 from lswag.search.strategies import Archive, Candidate, Evolution, Proposals, Prune, RandomSearch, Strategy
-from lswag.settings import LIBRA_POOL, STRATEGIES, Execution, Scoring, TruthSource
+from lswag.settings import LIBRA_POOL, STRATEGIES, Budget, Execution, SearchConfig
 from lswag.store import Store
 
 #: the proxies a LIBRA fitness chooses from by default: the zoo less its costliest members
 RESULT_FORMAT = "lswag-search"
 
 __all__ = ["LIBRA_POOL", "STRATEGIES", "Archive", "Budget", "Candidate", "Fitness", "SearchConfig", "SearchResult",
-           "Searcher", "Strategy", "load_result", "make_fitness", "search"]
+           "Searcher", "Strategy", "default_result_path", "default_store", "load_result", "make_fitness", "search"]
 
 
 # -- the search --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SearchConfig:
-    """A search; ``scoring`` says how every candidate is scored (its store keys), its proxies being
-    those the fitness, ``also``, the budget and the result need."""
-
-    scoring: Scoring
-    strategy: str = "evolution"
-    fitness: str = "l_swag"
-    evaluations: int | None = None          # evolution: population x generations by default
-    population: int = 50
-    generations: int = 20
-    parents: int = 10
-    mutation_prob: float = 0.2
-    crossover_prob: float = 0.5
-    seed: int = 0                           # of the search's draws (the scoring has its own)
-    budget: Budget = Budget()
-    truth: TruthSource | None = None        # candidates limited to its archs; the result looked up
-    more_metrics: tuple[str, ...] = ()      # other truth columns the result is looked up in
-    calibration: int = 100                  # archs a LIBRA fitness is fitted on
-    libra_pool: tuple[str, ...] = LIBRA_POOL
-    #: proxies scored with every candidate besides the fitness's, sharing its passes, so that other
-    #: searches and analyses find them in the store
-    also: tuple[str, ...] = ()
 
 
 @dataclass
@@ -100,6 +75,17 @@ class SearchResult:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"format": RESULT_FORMAT, "lswag": __version__, **asdict(self)}, indent=2) + "\n")
         return path
+
+
+def default_store(space: str) -> Path:
+    """Where a search keeps its scores unless told: ``runs/search-SPACE.sqlite``."""
+    return Path("runs") / f"search-{space}.sqlite"
+
+
+def default_result_path(config: SearchConfig, store: str | Path) -> Path:
+    """Where a search's result goes unless told: beside its store, named by space, strategy, fitness and seed."""
+    return Path(store).with_name(f"search-{config.scoring.space}-{config.strategy}-{config.fitness}-"
+                                 f"seed{config.seed}.json")
 
 
 def load_result(path: str | Path) -> dict[str, Any]:
@@ -151,6 +137,7 @@ class Searcher:
                 if metric not in self.truth.columns:
                     raise unknown_choice("metric", metric, [self.truth.metric, *self.truth.columns])
             self.allowed = sorted(self.space.format(a) for a in self.truth.archs())
+        Path(store_path).parent.mkdir(parents=True, exist_ok=True)
         self.store = Store(store_path, c.scoring.space)
         self.libra = None
         self.calibration_seconds, self.calibration_archs = 0.0, []

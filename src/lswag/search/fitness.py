@@ -1,4 +1,4 @@
-"""What a search maximises (:class:`Fitness`) and the cost limits it keeps to (:class:`Budget`)."""
+"""What a search maximises: :class:`Fitness`, made from its text by :func:`make_fitness`."""
 from __future__ import annotations
 
 import math
@@ -82,40 +82,3 @@ def make_fitness(spec: str, libra=None) -> Fitness:
         raise LswagError(f"unknown fitness {spec!r}; valid: a proxy ({', '.join(registry.names())}), "
                          f"rank:PROXY,PROXY,..., {', '.join(_pool_ensembles())} or libra")
     return Fitness(spec, (spec,), lambda rows: failures_last([plain_value(r[spec]) for r in rows]), spec)
-
-
-@dataclass(frozen=True)
-class Budget:
-    """Parameter and FLOP limits in millions (``params`` and ``flops`` proxies); None is no limit."""
-
-    min_params: float | None = None
-    max_params: float | None = None
-    min_flops: float | None = None
-    max_flops: float | None = None
-
-    def __post_init__(self):
-        for kind in ("params", "flops"):
-            low, high = getattr(self, f"min_{kind}"), getattr(self, f"max_{kind}")
-            if low is not None and high is not None and low > high:
-                raise LswagError(f"impossible budget: min {kind} {low} M is above max {kind} {high} M")
-
-    @property
-    def proxies(self) -> tuple[str, ...]:
-        kinds = [k for k in ("params", "flops")
-                 if getattr(self, f"min_{k}") is not None or getattr(self, f"max_{k}") is not None]
-        return tuple(kinds)
-
-    def admits(self, costs: Mapping[str, float]) -> bool:
-        for kind in self.proxies:
-            value = costs[kind]
-            low, high = getattr(self, f"min_{kind}"), getattr(self, f"max_{kind}")
-            if (low is not None and value < low) or (high is not None and value > high):
-                return False
-        return True
-
-    def text(self) -> str:
-        parts = []
-        for kind in self.proxies:
-            low, high = getattr(self, f"min_{kind}"), getattr(self, f"max_{kind}")
-            parts.append(f"{kind} in [{'-inf' if low is None else low}, {'inf' if high is None else high}] M")
-        return " and ".join(parts) or "no budget"

@@ -1,0 +1,5 @@
+import sys
+
+from lswag.cli import main
+
+sys.exit(main())
