@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lswag.libra import Evaluation, ScoreTable, evaluate, read_scores
+from lswag.libra import Evaluation, ScoreTable, evaluate_held_out, read_scores
 
 BENCHMARKS = Path(__file__).resolve().parents[1].parent / "shared/benchmarks"
 TNB_TASKS = [("AE", "autoencoder"), ("Room", "room_layout"), ("Obj.", "class_object"), ("Scene", "class_scene"),
@@ -82,7 +82,7 @@ def run_task(file: str, dataset: str, arch_column: str, n: int | None, args) -> 
     table = read_scores(BENCHMARKS / file, metric="val_accuracy", dataset=dataset, arch_column=arch_column)
     if args.join_long and file.startswith("transnasbench101"):
         table = with_long_columns(table, file, dataset)
-    return evaluate(table.sample(n, args.seed), calibration=args.calibration, splits=args.splits, seed=args.seed,
+    return evaluate_held_out(table.sample(n, args.seed), calibration=args.calibration, splits=args.splits, seed=args.seed,
                     bins=int(args.bins) if args.bins.isdigit() else args.bins, bias_method=args.bias_method,
                     tolerance=args.tolerance)
 

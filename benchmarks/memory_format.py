@@ -24,7 +24,7 @@ import torch
 from scipy.stats import spearmanr
 
 import lswag
-from lswag.benchmarks import load_truth
+from lswag.truth import load_truth
 from lswag.engine import score_architecture
 from lswag.settings import Scoring
 from lswag.scoring import resolve_proxies

@@ -30,7 +30,7 @@ from tqdm import tqdm
 import lswag
 from lswag import probe
 from lswag import proxies as registry
-from lswag.benchmarks import load_truth
+from lswag.truth import load_truth
 from lswag.engine import sample_archs
 from lswag.proxies import Failure
 from lswag_options import append_row, open_rows

@@ -15,7 +15,7 @@ import csv
 from pathlib import Path
 
 from lswag import spaces
-from lswag.benchmarks import load_truth
+from lswag.truth import load_truth
 from lswag.engine import sample_archs
 from lswag.libra import read_scores
 from lswag.stats import correlate

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lswag.benchmarks import load_truth
+from lswag.truth import load_truth
 from lswag.stats import correlate
 
 FOLDER = Path(__file__).resolve().parents[1].parent / "shared/benchmarks/nasbench201"

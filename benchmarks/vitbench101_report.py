@@ -32,7 +32,7 @@ from scipy.stats import spearmanr
 
 from lswag import proxies as registry
 from lswag import spaces
-from lswag.benchmarks import load_truth
+from lswag.truth import load_truth
 from lswag.settings import Scoring
 from lswag.ensembles import pool_ensembles
 from lswag.proxies import Failure
@@ -53,7 +53,7 @@ METRICS = ("c100_kd_acc", "c100_base_acc", "flower_kd_acc", "flower_base_acc", "
 def stored_values(store: Path, batch_size: int, proxies: list[str], data: str) -> dict[str, dict[str, object]]:
     """``{proxy: {arch text: StoredResult}}`` of the proxies scored with lswag bench's default settings."""
     setup = Scoring(SPACE, tuple(proxies), data=data, batch_size=batch_size, device="cpu")
-    settings = setup.settings()
+    settings = setup.store_keys()
     with Store(store, SPACE) as db:
         return {name: db.results(name, settings[name]) for name in setup.names}
 

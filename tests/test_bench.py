@@ -130,9 +130,9 @@ def test_bench_scores_resumes_and_keys_settings(tmp_path):
 
 
 def test_store_key_names_the_channels_last_layout_where_the_space_uses_it():
-    nb201 = Scoring("nb201", ("zico",), image_size=32).settings()["zico"]
+    nb201 = Scoring("nb201", ("zico",), image_size=32).store_keys()["zico"]
     assert nb201["memory_format"] == "channels_last"     # NB201 scores channels-last on CPU: its values differ
-    tnb = Scoring("tnb101_micro", ("zico",), image_size=32).settings()["zico"]
+    tnb = Scoring("tnb101_micro", ("zico",), image_size=32).store_keys()["zico"]
     assert "memory_format" not in tnb                     # the default layout keeps the keys of earlier stores
     assert {k: v for k, v in nb201.items() if k != "memory_format"} == tnb
 
@@ -163,6 +163,7 @@ def test_pool_ensembles_are_reported_when_their_components_are_scored(tmp_path):
     assert [r.proxy for r in partial] == ["te_ntk_cond"]
 
 
+@pytest.mark.slow
 def test_ray_gives_the_same_results(tmp_path):
     pytest.importorskip("ray", reason="Ray is the optional extra lswag[ray]; install it to test the Ray executor")
     truth = truth_file(tmp_path)
@@ -193,6 +194,7 @@ def bench_command(truth, store, n):
             "--n", str(n), "--batch-size", "8", "--proxies", "params,zico,nwot", "--store", str(store)]
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_gives_the_same_table(tmp_path):
     truth = truth_file(tmp_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -227,6 +229,7 @@ def test_sigkill_then_resume_gives_the_same_table(tmp_path):
     assert without_seconds == [line.rsplit(None, 1)[0] for line in done.stdout.splitlines()[1:]]
 
 
+@pytest.mark.slow
 def test_bench_errors_are_one_line(tmp_path):
     truth = truth_file(tmp_path)
     foreign = tmp_path / "foreign.sqlite"

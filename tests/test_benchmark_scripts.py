@@ -73,6 +73,7 @@ def test_memory_format_script_times_both_layouts_and_compares_values():
     assert float(nwot[3]) < 1e-5                         # largest relative difference: patterns do not move
 
 
+@pytest.mark.slow
 def test_lswag_options_script_scores_a_task_network_as_the_library_does(tmp_path):
     import csv
 

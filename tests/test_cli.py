@@ -309,3 +309,69 @@ def test_demo_defaults_subprocess(tmp_path):
                        flags=re.M)
     assert [f[0] for f in found] == ["evolution l_swag", "evolution libra", "random l_swag"], out
     assert (tmp_path / "demo" / "correlations.csv").exists() and (tmp_path / "demo" / "heatmap.png").exists()
+
+
+# --- the command line's shape: fast answers, replayable runs, JSON for programs -----------------------------------
+
+QUIET_START = """
+import sys
+from lswag.cli import main
+codes = [main(['--version']), main(['bench', '--help']), main(['bench', '--n', 'x']), main(['nope'])]
+heavy = sorted(m for m in ('torch', 'scipy', 'matplotlib', 'numpy') if m in sys.modules)
+print(codes, heavy)
+"""
+
+
+def test_help_version_and_argument_errors_answer_without_importing_torch():
+    done = subprocess.run([sys.executable, "-c", QUIET_START], capture_output=True, text=True, env=ENV, timeout=60)
+    assert done.stdout.strip().splitlines()[-1] == "[0, 0, 2, 2] []", done.stdout + done.stderr
+
+
+BACKEND = """
+import matplotlib
+{choose}
+import lswag.search, lswag.bench, lswag.layers, lswag.libra, lswag.cli.commands
+from lswag.plots import heatmap
+before = matplotlib.rcParams._get_backend_or_none()
+heatmap({{"nwot": {{"a": 0.5}}}}, {path!r})
+print(before, matplotlib.get_backend().lower())
+"""
+
+
+@pytest.mark.parametrize("choose,expected", [("matplotlib.use('svg')", "svg svg"), ("", "None agg")])
+def test_importing_lswag_leaves_the_users_matplotlib_backend_alone(tmp_path, choose, expected):
+    """A backend the user chose stays; Agg is chosen only when a figure is written and none was chosen."""
+    env = {k: v for k, v in ENV.items() if k != "MPLBACKEND"}
+    script = BACKEND.format(choose=choose, path=str(tmp_path / "h.png"))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert done.stdout.strip() == expected, done.stderr
+    assert (tmp_path / "h.png").stat().st_size > 0
+
+
+def test_a_saved_config_replays_the_run(tmp_path, capsys):
+    from lswag import minibench
+
+    table = str(minibench.TABLE)
+    first = ["bench", "--truth", table, "--metric", "test_acc", "--n", "6", "--proxies", "nwot,params",
+             "--build", "C=4", "--build", "N=1", "--image-size", "8", "--batch-size", "8",
+             "--store", str(tmp_path / "a.sqlite"), "--format", "json", "--save-config", str(tmp_path / "run.json")]
+    assert main(first) == 0
+    ran = json.loads(capsys.readouterr().out)
+    saved = json.loads((tmp_path / "run.json").read_text())
+    assert saved["build"] == ["C=4", "N=1"] and saved["store"] == str(tmp_path / "a.sqlite")
+    assert main(["bench", "--config", str(tmp_path / "run.json"), "--store", str(tmp_path / "b.sqlite")]) == 0
+    replayed = json.loads(capsys.readouterr().out)      # a fresh store: scored again, as the config says
+    assert [(p["proxy"], p["spearman"]) for p in replayed["proxies"]] == \
+           [(p["proxy"], p["spearman"]) for p in ran["proxies"]]
+    (tmp_path / "bad.json").write_text('{"storre": "x"}')
+    done = run_cli("bench", "--config", str(tmp_path / "bad.json"))
+    assert done.returncode == 2 and "unknown flags of lswag bench: storre" in done.stderr
+    assert done.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", [["spaces"], ["proxies"]])
+def test_listings_print_json(command, capsys):
+    assert main([*command, "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    names = spaces.names() if command == ["spaces"] else proxies.names()
+    assert [row["name"] for row in rows] == names

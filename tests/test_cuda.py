@@ -48,7 +48,7 @@ def test_bench_stores_gpu_results_under_gpu_keys(tmp_path):
     truth = truth_file(tmp_path)
     setup = Scoring("nb201", STEADY, batch_size=16, image_size=16, build={"C": 8, "N": 1}, device="cuda")
     gpu = run_bench(BenchConfig(setup, TruthSource(str(truth), "acc"), n=12), tmp_path / "s.sqlite", progress=False)
-    assert all(s["device"] == "cuda" for s in setup.settings().values())
+    assert all(s["device"] == "cuda" for s in setup.store_keys().values())
     cpu_setup = Scoring("nb201", STEADY, batch_size=16, image_size=16, build={"C": 8, "N": 1}, device="cpu")
     cpu = run_bench(BenchConfig(cpu_setup, TruthSource(str(truth), "acc"), n=12), tmp_path / "s.sqlite",
                     progress=False)

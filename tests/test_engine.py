@@ -52,7 +52,6 @@ def two_cores(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
 
 
-@pytest.mark.slow
 def test_bench_and_search_write_the_rows_and_find_the_result_of_the_pre_redesign_code(tmp_path, capsys, two_cores):
     store = tmp_path / "store.sqlite"
     assert main([*BENCH, "--store", str(store)]) == 0
@@ -71,7 +70,6 @@ def test_bench_and_search_write_the_rows_and_find_the_result_of_the_pre_redesign
     assert new["scores"] == pytest.approx(old["scores"], rel=1e-6)
 
 
-@pytest.mark.slow
 def test_a_store_of_the_pre_redesign_code_is_reused_whole(tmp_path, capsys, two_cores):
     store = tmp_path / "store.sqlite"
     shutil.copy(FIXTURE / "store.sqlite", store)
@@ -92,8 +90,8 @@ def test_search_scores_on_the_device_it_was_given(tmp_path, monkeypatch):
     searcher = Searcher(config, tmp_path / "s.sqlite", progress=False)
     try:
         assert searcher.engine.setup.device == "cuda"
-        assert set(searcher.engine.settings) >= {"l_swag", "nwot", "params", "flops"}
-        assert all(settings["device"] == "cuda" for settings in searcher.engine.settings.values())
+        assert set(searcher.engine.keys) >= {"l_swag", "nwot", "params", "flops"}
+        assert all(settings["device"] == "cuda" for settings in searcher.engine.keys.values())
     finally:
         searcher.close()
 
@@ -106,7 +104,7 @@ def test_settings_are_checked_whole_on_creation():
     with pytest.raises(LswagError, match="has no option 'windw'"):
         Scoring("nb201", options={"l_swag": {"windw": (1, 3)}})
     setup = Scoring("nb201", ("l_swag", "nwot"), options={"nwot": {}})
-    assert replace(setup, seed=3).settings()["nwot"]["seed"] == 3 and setup.settings()["nwot"]["seed"] == 0
+    assert replace(setup, seed=3).store_keys()["nwot"]["seed"] == 3 and setup.store_keys()["nwot"]["seed"] == 0
 
 
 class Flaky(nn.Module):
@@ -153,4 +151,4 @@ def test_a_network_that_cannot_run_fails_its_proxies_and_the_run_goes_on(tmp_pat
         bad = engine.score_network("bad", lambda classes: WrongShape())
         assert isinstance(good["nwot"].value, float)
         assert bad["nwot"].value.reason.startswith("the probe raised RuntimeError")
-        assert store.results("nwot", engine.settings["nwot"]).keys() == {"good", "bad"}    # the failure is stored
+        assert store.results("nwot", engine.keys["nwot"]).keys() == {"good", "bad"}    # the failure is stored

@@ -13,7 +13,7 @@ from conftest import shared_file
 from lswag import spaces
 from lswag.cli import main
 from lswag.errors import LswagError
-from lswag.libra import (GRADIENT_BASED, GRADIENT_FREE, ScoreTable, bias, evaluate, fit, information_gains,
+from lswag.libra import (GRADIENT_BASED, GRADIENT_FREE, ScoreTable, bias, evaluate_held_out, fit, information_gains,
                          pair_by_type, read_scores, tolerance_pool, write_evaluation)
 from lswag.store import Store
 
@@ -191,7 +191,7 @@ def test_a_constant_candidate_is_skipped_and_every_table_says_why(tmp_path):
     table.columns["flat"] = np.where(np.arange(120) < 118, 16.0, np.nan)   # constant where it did not fail
     table = ScoreTable(table.source, table.metric, table.archs, table.truth, table.columns,
                        table.proxies + ("tcet", "flat"))
-    evaluation = evaluate(table, calibration=40, splits=2, tolerance=0.2)
+    evaluation = evaluate_held_out(table, calibration=40, splits=2, tolerance=0.2)
     assert not {"tcet", "flat"} & set(evaluation.libra.proxies)
     explained = evaluation.libra.explain()
     assert "tcet is no candidate (constant: 16 for all 120)" in explained
@@ -212,7 +212,7 @@ def test_evaluation_in_sample_and_held_out():
     table.columns["oracle"] = table.truth * 3
     table = ScoreTable(table.source, table.metric, table.archs, table.truth, table.columns,
                        table.proxies + ("oracle",))
-    evaluation = evaluate(table, calibration=60, splits=4, seed=2, tolerance=0.2)
+    evaluation = evaluate_held_out(table, calibration=60, splits=4, seed=2, tolerance=0.2)
     best = evaluation.result("best single proxy")
     assert best.in_sample == pytest.approx(1.0) and best.held_out == pytest.approx(1.0)
     assert best.held_out_chosen == {"oracle": 4}
@@ -226,7 +226,7 @@ def test_evaluation_in_sample_and_held_out():
     ranks = sum(stats.rankdata(table.columns[p]) for p in table.proxies)
     assert average.in_sample == pytest.approx(stats.spearmanr(ranks, table.truth).statistic)
     with pytest.raises(LswagError, match="calibration"):
-        evaluate(table, calibration=399)
+        evaluate_held_out(table, calibration=399)
 
 
 def test_ensembles_and_tcet_join_the_comparison_when_their_values_are_in_the_table():
@@ -235,12 +235,12 @@ def test_ensembles_and_tcet_join_the_comparison_when_their_values_are_in_the_tab
     names = ["az_expressivity", "az_progressivity", "az_trainability", "az_complexity", "te_ntk_cond",
              "te_linear_regions", "tcet", "params"]
     columns = {name: truth + rng.normal(size=120) for name in names}
-    evaluation = evaluate(make_table(truth, columns), calibration=40, splits=2)
+    evaluation = evaluate_held_out(make_table(truth, columns), calibration=40, splits=2)
     methods = {r.method for r in evaluation.results}
     assert {"AZ-NAS", "TE-NAS", "T-CET"} <= methods
     az = sum(np.log(stats.rankdata(columns[c]) / 120) for c in names[:4])
     assert evaluation.result("AZ-NAS").in_sample == pytest.approx(stats.spearmanr(az, truth).statistic)
-    assert "AZ-NAS" not in {r.method for r in evaluate(bias_table(n=120), calibration=40, splits=2).results}
+    assert "AZ-NAS" not in {r.method for r in evaluate_held_out(bias_table(n=120), calibration=40, splits=2).results}
 
 
 def write_csv(path, header, rows):
@@ -341,7 +341,7 @@ def test_cli_prints_the_choices_and_the_comparison_and_writes_csv_and_plot(tmp_p
 
 
 def test_write_evaluation_rows_match_the_results(tmp_path):
-    evaluation = evaluate(bias_table(n=120), calibration=40, splits=2, tolerance=0.2)
+    evaluation = evaluate_held_out(bias_table(n=120), calibration=40, splits=2, tolerance=0.2)
     table, figure = write_evaluation(evaluation, tmp_path)
     with open(table) as f:
         rows = list(csv.DictReader(f))

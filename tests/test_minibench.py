@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lswag import minibench, spaces
-from lswag.benchmarks import load_truth
+from lswag.truth import load_truth
 from lswag.data import load_dataset
 from lswag.demo import run_demo
 from lswag.errors import LswagError

@@ -159,6 +159,7 @@ def test_pruning_by_params_keeps_the_largest_op_on_every_edge(tmp_path):
         p.numel() for p in NB201.build(result.arch, **TINY).parameters())
 
 
+@pytest.mark.slow
 def test_pruning_a_darts_supernet_keeps_one_op_per_edge_and_two_inputs_per_node(tmp_path, monkeypatch):
     # a DARTS space of two ops keeps the test short: 28 x 2 op candidates, then 2 x (3 + 4 + 5) edges
     space = DartsSpace("darts_two_ops", ("none", "max_pool_3x3", "sep_conv_3x3"), C=2, layers=3, description="test")

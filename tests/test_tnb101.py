@@ -182,6 +182,7 @@ def test_a_task_network_is_scored_on_its_own_batch_and_loss(task):
         score_architecture(Scoring("tnb101_macro", ("params",), build={"tsk": task}), "64-1234-basic", batch=batch)
 
 
+@pytest.mark.slow
 def test_the_layer_analysis_probes_a_task_network_as_bench_scores_it(tmp_path):
     from lswag.bench import BenchConfig, run_bench
     from lswag.settings import TruthSource

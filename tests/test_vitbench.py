@@ -75,7 +75,7 @@ def params_settings() -> dict:
     """The store key of the params results of the bench above."""
     setup = Scoring("vitbench101-autoformer", ("params",), data=f"npz:{shared_file(IMAGES)}", batch_size=4,
                     image_size=32, device="cpu")
-    return setup.settings()["params"]
+    return setup.store_keys()["params"]
 
 
 def test_libra_and_search_take_the_table_and_a_bench_store(tmp_path, capsys):

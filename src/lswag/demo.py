@@ -61,7 +61,7 @@ def run_demo(out: str | Path = "lswag-demo", *, table: str | Path = minibench.TA
 
     scores = libra.read_scores(store, metric=meta["metric"], truth=table, space=meta["space"])
     scores = scores.sample(n, seed)
-    evaluation = libra.evaluate(scores, calibration=calibration, splits=10, seed=seed)
+    evaluation = libra.evaluate_held_out(scores, calibration=calibration, splits=10, seed=seed)
     libra.write_evaluation(evaluation, folder)
 
     searches = []

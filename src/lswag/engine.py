@@ -207,7 +207,7 @@ class Engine:
     def __init__(self, setup: Scoring, store: Store, execution: Execution = Execution(), *, download: bool = False):
         self.setup, self.store, self.execution, self.download = setup, store, execution, download
         self.fail_fast = execution.fail_fast
-        self.settings = setup.settings()
+        self.keys = setup.store_keys()
         self._batch: Batch | None = None
         self._runner: _InProcess | _LocalPool | _Ray | None = None   # started at the first work
         self._in_process: _InProcess | None = None
@@ -231,7 +231,7 @@ class Engine:
 
     def _names(self, proxies) -> list[str]:
         names = self.setup.names if proxies is None else resolve_proxies(list(proxies))
-        unknown = [n for n in names if n not in self.settings]
+        unknown = [n for n in names if n not in self.keys]
         if unknown:
             raise LswagError(f"{', '.join(unknown)} not among this run's proxies: {', '.join(self.setup.names)}")
         return names
@@ -255,27 +255,27 @@ class Engine:
     def score(self, archs: list[str], proxies=None, bar: tqdm | None = None) -> dict[str, dict[str, StoredResult]]:
         """``{arch: {proxy: StoredResult}}`` for the (canonical text) ``archs``; ``bar`` advances per arch."""
         names = self._names(proxies)
-        done = {name: self.store.done(name, self.settings[name]) for name in names}
+        done = {name: self.store.done(name, self.keys[name]) for name in names}
         todo = [(arch, [n for n in names if arch not in done[n]]) for arch in dict.fromkeys(archs)]
         todo = [(arch, missing) for arch, missing in todo if missing]
         if bar is not None:
             bar.update(len(set(archs)) - len(todo))
         if todo:
             for arch, scored, peak in self._runner_for_archs().results(todo):
-                self.store.add(arch, [(name, self.settings[name], value, seconds) for name, value, seconds in scored],
+                self.store.add(arch, [(name, self.keys[name], value, seconds) for name, value, seconds in scored],
                                peak)
                 if bar is not None:
                     bar.update()
-        stored = {name: self.store.results(name, self.settings[name]) for name in names}
+        stored = {name: self.store.results(name, self.keys[name]) for name in names}
         return {arch: {name: stored[name][arch] for name in names} for arch in archs}
 
     def score_network(self, key: str, make: Callable[[int], nn.Module], proxies=None) -> dict[str, StoredResult]:
         """``{proxy: StoredResult}`` of a network that is no architecture of the space (a pruning
         supernet), stored under ``key``; ``make(num_classes)`` builds it. Scored in this process."""
         names = self._names(proxies)
-        missing = [n for n in names if key not in self.store.done(n, self.settings[n])]
+        missing = [n for n in names if key not in self.store.done(n, self.keys[n])]
         if missing:
             results = self._prepared_here().prepared.score(make, missing)
-            self.store.add(key, [(r.name, self.settings[r.name], r.value, r.seconds) for r in results],
+            self.store.add(key, [(r.name, self.keys[r.name], r.value, r.seconds) for r in results],
                            peak_memory_mb())
-        return {name: self.store.results(name, self.settings[name])[key] for name in names}
+        return {name: self.store.results(name, self.keys[name])[key] for name in names}

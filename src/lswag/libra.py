@@ -16,7 +16,7 @@ Algorithm 1, appendix E; ``METHOD.md`` §4):
    ranks over that pool (default) or by the product of their min–max normalised scores.
 
 LIBRA uses the ground truth to choose, so the paper's protocol (fit and evaluate on the same
-architectures) is optimistic. :func:`evaluate` also fits on a random calibration sample
+architectures) is optimistic. :func:`evaluate_held_out` also fits on a random calibration sample
 (100 architectures) and reports Spearman on the rest, averaged over random splits, next to the
 best single proxy, AZ-NAS, TE-NAS, T-CET and plain rank averaging on the same held-out sets, and
 the paper's Tab. 4 ablations.
@@ -42,7 +42,7 @@ import numpy as np
 from scipy import stats as _st
 
 from lswag import spaces
-from lswag.benchmarks import FAILURE_SENTINEL, load_truth, read_csv_rows
+from lswag.truth import FAILURE_SENTINEL, load_truth, read_csv_rows
 from lswag.ensembles import AZ_NAS, TE_NAS, az_nas, ranks, te_nas
 from lswag.errors import LswagError, unknown_choice
 from lswag.info import bin_count, discretise, information_gain
@@ -51,7 +51,7 @@ from lswag.stats import constant_note, correlate
 from lswag.store import Store
 
 __all__ = ["ScoreTable", "read_scores", "bias", "spearman_by_proxy", "tolerance_pool", "information_gains",
-           "Choice", "Libra", "fit", "pair_by_type", "MethodResult", "Evaluation", "evaluate", "write_evaluation",
+           "Choice", "Libra", "fit", "pair_by_type", "MethodResult", "Evaluation", "evaluate_held_out", "write_evaluation",
            "plot_evaluation", "GRADIENT_FREE", "GRADIENT_BASED"]
 
 #: proxies that need no backward pass (counts, weights, activations, forward features)
@@ -267,14 +267,14 @@ def read_scores(scores: str | Path | Sequence[str | Path], *, metric: str, truth
       not given) and joined; the truth's other numeric columns become features (for the bias),
       not candidates.
     * one or more ``lswag bench`` stores of one space: the space parses the archs, ``truth``
-      (required) is read with :func:`lswag.benchmarks.load_truth`; the candidates are the stores'
+      (required) is read with :func:`lswag.truth.load_truth`; the candidates are the stores'
       proxies (each in one store only), kept on the architectures that have all of them and a
       truth value. ``setting`` selects among results computed under different settings
       (:func:`_read_store`); ``proxies`` reads only those, so that archs still missing another
       proxy of the store (a run adding proxies, not yet finished) are kept. (A CSV table's
-      candidates are chosen by ``proxies`` of :func:`fit` and :func:`evaluate` instead.)
+      candidates are chosen by ``proxies`` of :func:`fit` and :func:`evaluate_held_out` instead.)
 
-    ``duplicates`` and ``column_names`` go to :func:`lswag.benchmarks.load_truth` for a separate
+    ``duplicates`` and ``column_names`` go to :func:`lswag.truth.load_truth` for a separate
     truth file (rows of one architecture averaged; a header for a CSV that has none).
     """
     truth_options = {"duplicates": duplicates, "column_names": column_names}
@@ -611,7 +611,7 @@ class MethodResult:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Every method's in-sample and held-out Spearman ρ on one table (:func:`evaluate`)."""
+    """Every method's in-sample and held-out Spearman ρ on one table (:func:`evaluate_held_out`)."""
 
     source: str
     metric: str
@@ -689,7 +689,7 @@ def _combine_pool(function, table: ScoreTable, components) -> np.ndarray:
     return np.array([combined[i] for i in range(len(table))])
 
 
-def evaluate(table: ScoreTable, *, calibration: int = 100, splits: int = 10, seed: int = 0,
+def evaluate_held_out(table: ScoreTable, *, calibration: int = 100, splits: int = 10, seed: int = 0,
              **options) -> Evaluation:
     """LIBRA and its competitors in-sample and on held-out archs (module docstring).
 

@@ -17,7 +17,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 if TYPE_CHECKING:
-    from lswag.benchmarks import GroundTruth
+    from lswag.truth import GroundTruth
     from lswag.data import Batch
     from lswag.spaces import SearchSpace
 
@@ -27,7 +27,7 @@ DEVICES = ("auto", "cpu", "cuda")
 INITS = ("given", "kaiming", "normal")
 #: how a run's architectures are scored in parallel (:class:`lswag.engine.Engine`)
 EXECUTORS = ("local", "ray")
-#: rows of a truth file that are the same architecture: an error, or their mean (:func:`lswag.benchmarks.load_truth`)
+#: rows of a truth file that are the same architecture: an error, or their mean (:func:`lswag.truth.load_truth`)
 DUPLICATES = ("error", "mean")
 #: search strategies (:mod:`lswag.search.strategies`)
 STRATEGIES = ("evolution", "random", "prune")
@@ -165,7 +165,7 @@ class Scoring:
     def size(self):
         return self.image_size or self.search_space.input_shape[1:]
 
-    def settings(self) -> dict[str, dict[str, Any]]:
+    def store_keys(self) -> dict[str, dict[str, Any]]:
         """The store key of each proxy: ``{proxy: settings}``. It names the proxy's implementation
         version (:attr:`lswag.proxies.Proxy.version`), not lswag's: a release reuses every stored
         score but those of a proxy whose values it changed."""
@@ -196,7 +196,7 @@ class Scoring:
 @dataclass(frozen=True)
 class TruthSource:
     """Where a command's ground truth comes from: the file and how to read it
-    (:func:`lswag.benchmarks.load_truth`). Declared once for bench, layers and search; the space
+    (:func:`lswag.truth.load_truth`). Declared once for bench, layers and search; the space
     is the command's."""
 
     path: str = setting(flag="--truth", help="ground truth: .csv, .parquet or NAS-Bench-Suite-Zero .json")
@@ -210,7 +210,7 @@ class TruthSource:
 
     def load(self, space: str, metric: str | None = None) -> GroundTruth:
         """The table for ``space``, keyed by ``metric`` (default: this source's)."""
-        from lswag.benchmarks import load_truth
+        from lswag.truth import load_truth
 
         return load_truth(self.path, space=space, metric=metric or self.metric, arch_column=self.arch_column,
                           dataset=self.dataset, column_names=self.column_names, duplicates=self.duplicates)

@@ -247,7 +247,7 @@ class Libra(Command):
         return key, value
 
     def run(self, args):
-        from lswag.libra import bins_of, evaluate, read_scores, write_evaluation
+        from lswag.libra import bins_of, evaluate_held_out, read_scores, write_evaluation
 
         proxies = args.proxies.split(",") if args.proxies else None
         table = read_scores(args.scores, metric=args.metric, truth=args.truth, space=args.space,
@@ -260,7 +260,7 @@ class Libra(Command):
                    "bias_feature": args.bias, "bias_method": args.bias_method, "combination": args.combination}
         if proxies:
             options["proxies"] = proxies
-        evaluation = evaluate(table, calibration=args.calibration, splits=args.splits, seed=args.seed, **options)
+        evaluation = evaluate_held_out(table, calibration=args.calibration, splits=args.splits, seed=args.seed, **options)
         if args.out:
             csv_path, figure = write_evaluation(evaluation, args.out)
         if args.format == "json":

@@ -28,7 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lswag import __version__, spaces
-from lswag.benchmarks import GroundTruth
+from lswag.truth import GroundTruth
 from lswag.engine import Engine, sample_archs
 from lswag.errors import LswagError, unknown_choice
 from lswag.proxies import Failure

@@ -9,7 +9,7 @@ import pytest
 from conftest import shared_file
 
 from lswag import spaces
-from lswag.benchmarks import FAILURE_SENTINEL, GroundTruth, load_truth
+from lswag.truth import FAILURE_SENTINEL, GroundTruth, load_truth
 from lswag.errors import LswagError
 
 NB201 = spaces.get("nb201")
