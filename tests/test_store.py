@@ -162,3 +162,20 @@ def test_read_scores_keeps_the_reasons_of_failures(tmp_path):
     assert math.isnan(table.columns["nwot"][1]) and table.columns["nwot"][2] == 2.0
     assert table.failures == {"nwot": {table.archs[1]: "the NWOT kernel is singular"}}
     assert table.rows([1, 2]).failures == table.failures and table.rows([0, 2, 3]).failures == {}
+
+
+def test_libra_prints_the_failures_a_store_holds(tmp_path, capsys):
+    from lswag.cli import main
+
+    space = spaces.get("nb201")
+    archs = [space.format(c) for c in space.sample(12, seed=3)]
+    with Store(tmp_path / "runs.sqlite", "nb201") as store:
+        for i, arch in enumerate(archs):
+            nwot = Failure("the NWOT kernel is singular") if i == 4 else float(i % 5)
+            store.add(arch, [("nwot", {"s": 1}, nwot, 0.1), ("snip", {"s": 1}, float(-i), 0.1),
+                             ("params", {"s": 1}, float(i), 0.1)])
+    with open(tmp_path / "truth.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["arch_str", "acc"], *([a, 10.0 + i] for i, a in enumerate(archs))])
+    assert main(["libra", "--scores", str(tmp_path / "runs.sqlite"), "--truth", str(tmp_path / "truth.csv"),
+                 "--metric", "acc", "--calibration", "6", "--splits", "2"]) == 0
+    assert "nwot failed on 1 of 12 archs (ranked last), e.g.: the NWOT kernel is singular" in capsys.readouterr().out

@@ -267,10 +267,15 @@ class Libra(Command):
             _print_json({"source": evaluation.source, "metric": evaluation.metric, "n": evaluation.n,
                          "skipped": table.skipped, "calibration": evaluation.calibration,
                          "splits": evaluation.splits, "libra": evaluation.libra.explain(),
+                         "failures": {p: {str(a): why for a, why in reasons.items()}
+                                      for p, reasons in table.failures.items()},
                          "results": [asdict(r) for r in evaluation.results]})
             return
         if table.skipped:
             print(f"{table.skipped} rows have no {args.metric} (empty, NaN or the failure sentinel) and are left out")
+        for proxy, reasons in table.failures.items():
+            example = next(iter(reasons.values()))
+            print(f"{proxy} failed on {len(reasons)} of {len(table.archs)} archs (ranked last), e.g.: {example}")
         print(evaluation.libra.explain())
         print()
         print(evaluation.table())
