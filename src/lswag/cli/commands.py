@@ -260,7 +260,8 @@ class Libra(Command):
                    "bias_feature": args.bias, "bias_method": args.bias_method, "combination": args.combination}
         if proxies:
             options["proxies"] = proxies
-        evaluation = evaluate_held_out(table, calibration=args.calibration, splits=args.splits, seed=args.seed, **options)
+        evaluation = evaluate_held_out(table, calibration=args.calibration, splits=args.splits, seed=args.seed,
+                                       **options)
         if args.out:
             csv_path, figure = write_evaluation(evaluation, args.out)
         if args.format == "json":

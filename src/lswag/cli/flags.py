@@ -41,8 +41,8 @@ def offered(cls) -> list[dataclasses.Field]:
 
 
 def add_settings(parser: argparse.ArgumentParser, cls, *, only: Iterable[str] | None = None,
-                 skip: Iterable[str] = (), renamed: dict[str, str] | None = None, defaults: dict[str, Any] | None = None,
-                 required: Iterable[str] = ()) -> None:
+                 skip: Iterable[str] = (), renamed: dict[str, str] | None = None,
+                 defaults: dict[str, Any] | None = None, required: Iterable[str] = ()) -> None:
     """Declare the flags of ``cls``'s offered fields on ``parser``: all, ``only`` some, or all but
     ``skip``; ``renamed`` gives a field another flag, ``defaults`` another default (in its text
     form), ``required`` the fields the command cannot run without."""

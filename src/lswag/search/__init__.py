@@ -282,7 +282,8 @@ class Searcher:
                 truth[metric] = self.truth.columns[metric].get(cell)
         failures = int((~np.isfinite(archive.scores())).sum())
         return SearchResult(
-            space=c.scoring.space, arch=arch, build=dict(c.scoring.build), strategy=c.strategy, fitness=self.fitness.name,
+            space=c.scoring.space, arch=arch, build=dict(c.scoring.build), strategy=c.strategy,
+            fitness=self.fitness.name,
             scores=scores, params=scores.get("params"), flops=scores.get("flops"), evaluations=len(archive.archs),
             failures=failures, skipped=self.skipped, wall_seconds=wall, scoring_seconds=archive.seconds, seed=c.seed,
             truth=truth, history=history, candidates=list(archive.archs), calibration=self.calibration_archs,

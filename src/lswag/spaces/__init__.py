@@ -121,7 +121,7 @@ class SearchSpace(abc.ABC):
 
 
 class SupernetSpace(SearchSpace):
-    """A cell space with a supernet, which the ``prune`` search strategy (:mod:`lswag.prune`) starts from.
+    """A cell space with a supernet, which the ``prune`` search strategy (:class:`lswag.search.strategies.Prune`) starts from.
 
     *Edges* is one tuple of op names per supernet edge, in the space's edge order; the supernet
     sums the listed ops on each edge (an empty tuple removes the edge). Pruning removes ops until

@@ -409,7 +409,7 @@ class DartsSpace(SupernetSpace):
         return seeded(seed, lambda: NetworkCIFAR(genotype, C, classes, layers, auxiliary, affine))
 
 
-    # -- supernets, for pruning (lswag.prune) ----------------------------------------------------
+    # -- supernets, for pruning (lswag.search.strategies.Prune) ------------------------------------
     # ``edges``: the normal cell's 14 supernet edges (:data:`SUPERNET_EDGES`), then the reduction
     # cell's, each a tuple of op names (empty: the edge is removed).
 

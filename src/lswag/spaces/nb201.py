@@ -382,7 +382,7 @@ class NB201Space(SupernetSpace):
     def supernet(self, edge_ops, num_classes: int | None = None, seed: int | None = None,
                  C: int = 16, N: int = 5) -> TinyNetwork:
         """The supernet whose edge ``e`` sums the ops ``edge_ops[e]`` (six collections of op names,
-        in :data:`EDGES` order; an empty one is ``none``), for pruning (:mod:`lswag.prune`)."""
+        in :data:`EDGES` order; an empty one is ``none``), for pruning (:class:`lswag.search.strategies.Prune`)."""
         edges = tuple(tuple(sorted(set(ops), key=OPS.index)) for ops in edge_ops)
         if len(edges) != len(EDGES) or any(op not in OPS for ops in edges for op in ops):
             raise LswagError(f"an NB201 supernet has {len(EDGES)} edges, each a set of ops among {_VALID_OPS}; "
