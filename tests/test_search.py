@@ -89,7 +89,7 @@ def test_budget():
     budget = Budget(min_params=0.1, max_params=0.5)
     assert budget.proxies == ("params",) and budget.admits({"params": 0.3}) and not budget.admits({"params": 0.6})
     assert Budget().proxies == () and Budget(max_flops=3).proxies == ("flops",)
-    with pytest.raises(LswagError, match="impossible budget: min params 2 M is above max params 1 M"):
+    with pytest.raises(LswagError, match="--min-params 2 is above --max-params 1: no architecture fits"):
         Budget(min_params=2, max_params=1)
 
 
@@ -208,8 +208,9 @@ def test_impossible_budget_is_an_error_before_the_search(tmp_path):
 
 def test_a_fitness_failing_everywhere_is_an_error(tmp_path):
     # jacov correlates the samples' input Jacobians: a batch of one has no pair
-    config = SearchConfig(Scoring("nb201", ("jacov",), data="digits", batch_size=1, image_size=8, build=TINY),
-                          fitness="jacov", population=3, generations=2)
+    config = SearchConfig(Scoring("nb201", ("jacov",), data="digits", batch_size=1, gradient_draws=1, image_size=8,
+                                  build=TINY),
+                          fitness="jacov", population=3, generations=2, parents=2)
     with pytest.raises(LswagError, match="fitness jacov failed on all 3 first candidates: a correlation between "
                                          "samples needs a batch of at least 2; choose another fitness"):
         search(config, tmp_path / "s.sqlite", progress=False)
@@ -219,9 +220,9 @@ def test_a_fitness_failing_everywhere_is_an_error(tmp_path):
     (["--strategy", "greedy"], "argument --strategy: invalid choice: 'greedy' (choose from 'evolution', 'random', 'prune')"),
     (["--fitness", "libra"], "fitness libra is fitted on ground truth: give --truth and --metric"),
     (["--max-params", "0.00001"], "no nb201 architecture fits the budget"),
-    (["--min-flops", "5", "--max-flops", "1"], "impossible budget: min flops 5.0 M is above max flops 1.0 M"),
+    (["--min-flops", "5", "--max-flops", "1"], "--min-flops 5.0 is above --max-flops 1.0: no architecture fits"),
     (["--strategy", "prune", "--space", "autoformer-t"], "strategy prune needs a cell space with a supernet"),
-    (["--population", "1"], "population must be an integer >= 2"),
+    (["--population", "1"], "--population must be an integer at least 2, got 1"),
 ])
 def test_cli_errors(tmp_path, capsys, args, message):
     assert main(["search", "--image-size", "8", "--batch-size", "8", "--store", str(tmp_path / "s.sqlite"), *args]) == 2

@@ -103,7 +103,7 @@ def test_cli_trains_a_search_space_architecture(tmp_path, capsys):
     assert main(["train", "--arch", arch, "--build", "C=4", "--build", "N=1", "--image-size", "8", "--epochs", "1",
                  "--checkpoint", str(checkpoint), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert "test accuracy" in out and "after 1 epochs" in out and checkpoint.exists()
+    assert "test accuracy" in out and "after 1 epoch (" in out and checkpoint.exists()
     assert main(["train", "--arch", arch, "--build", "C=4", "--build", "N=1", "--image-size", "8", "--epochs", "1",
                  "--checkpoint", str(checkpoint), "--device", "cpu"]) == 0
     assert "resumed after epoch 1" in capsys.readouterr().out

@@ -15,7 +15,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from lswag import plots
-from lswag.settings import Execution, Scoring, TruthSource
+from lswag.settings import Execution, Scoring, TruthSource, check_integer, check_output
 from lswag.engine import Engine, sample_archs
 from lswag.ensembles import ENSEMBLES, pool_ensembles
 from lswag.errors import LswagError
@@ -30,6 +30,9 @@ class BenchConfig:
     scoring: Scoring
     truth: TruthSource
     n: int = 1000
+
+    def __post_init__(self):
+        check_integer(self, "n", 1)
 
 
 @dataclass(frozen=True)
@@ -56,11 +59,10 @@ def run_bench(config: BenchConfig, store_path, execution: Execution = Execution(
     space = setup.search_space
     truth = config.truth.load(setup.space)
     archs = [space.format(a) for a in sample_archs(truth.archs(), space, config.n, setup.seed)]
-    with Store(store_path, setup.space) as store:
-        with Engine(setup, store, execution) as engine:
-            bar = tqdm(total=len(archs), desc=f"{setup.space} bench", unit="arch", disable=not progress)
-            scored = engine.score(archs, bar=bar)
-            bar.close()
+    setup.batch()   # a bad data source fails here, before the store is made and the progress bar starts
+    with Store(store_path, setup.space) as store, Engine(setup, store, execution) as engine, \
+            tqdm(total=len(archs), desc=f"{setup.space} bench", unit="arch", disable=not progress) as bar:
+        scored = engine.score(archs, bar=bar)
     names = setup.names
     stored = {name: {arch: scored[arch][name] for arch in archs} for name in names}
     reports = [_report(name, stored[name], archs, truth, space) for name in names]
@@ -100,6 +102,7 @@ def write_outputs(reports: list[ProxyReport], folder, benchmark: str) -> Path:
     ``benchmark`` names the column of this run (e.g. the metric); :func:`read_tables` and
     :func:`lswag.plots.heatmap` combine the tables of several runs into the paper's Fig. 3.
     """
+    check_output(folder, folder=True)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "correlations.csv"
@@ -120,13 +123,20 @@ def read_tables(paths) -> dict[str, dict[str, float]]:
     """``{proxy: {benchmark: spearman}}`` from the ``correlations.csv`` of several runs."""
     rho: dict[str, dict[str, float]] = {}
     for path in paths:
+        if Path(path).suffix.lower() != ".csv":
+            raise LswagError(f"{path} is not a .csv table; give the correlations.csv that lswag bench --out wrote")
         try:
-            with open(path, newline="") as f:
+            with open(path, newline="", encoding="utf-8") as f:
                 rows = list(csv.DictReader(f))
         except OSError as error:
             raise LswagError(f"cannot read correlation table {path}: {error.strerror}") from None
+        except (UnicodeDecodeError, csv.Error) as error:
+            raise LswagError(f"{path} is not a UTF-8 CSV table ({error})") from None
         if not rows or set(TABLE_COLUMNS) - set(rows[0]):
             raise LswagError(f"{path} is not an lswag correlations.csv (columns: {', '.join(TABLE_COLUMNS)})")
-        for row in rows:
-            rho.setdefault(row["proxy"], {})[row["benchmark"]] = float(row["spearman"])
+        for line, row in enumerate(rows, start=2):
+            try:
+                rho.setdefault(row["proxy"], {})[row["benchmark"]] = float(row["spearman"])
+            except (TypeError, ValueError):
+                raise LswagError(f"{path}: line {line}: spearman is {row['spearman']!r}, not a number") from None
     return rho

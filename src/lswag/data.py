@@ -1,4 +1,6 @@
-"""The fixed input batch that zero-cost proxies score a network on.
+"""The fixed input batch that zero-cost proxies score a network on: :class:`Batch`, drawn from a
+named source by :func:`load_batch`, or made from what a user holds (a tuple, a dict batch, a
+DataLoader, a tensor) by :func:`as_batch`.
 
 A source is named by a spec string:
 
@@ -35,17 +37,21 @@ import shutil
 import tarfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
 
 from lswag.errors import LswagError, unknown_choice
 from lswag.settings import SOURCES
 
-__all__ = ["Batch", "Dataset", "SOURCES", "SPLITS", "load_batch", "load_dataset", "CIFAR_URLS", "CIFAR_MD5"]
+__all__ = ["Batch", "Dataset", "SOURCES", "SPLITS", "load_batch", "load_dataset", "as_batch", "INPUT_KEYS",
+           "TARGET_KEYS", "UNLABELLED_SEED", "CIFAR_URLS", "CIFAR_MD5"]
 
 
 # Module constants so that tests can point them at a local file:// tarball.
@@ -90,6 +96,172 @@ class Batch:
     def head(self, n: int) -> Batch:
         """The first ``n`` examples (the whole batch when it is not larger)."""
         return self if n >= len(self) else Batch(self.x[:n], self.y[:n], self.num_classes, self.source)
+
+
+#: the keys a dict batch may hold its inputs under (torchvision-style, Hugging Face, plain names)
+INPUT_KEYS = ("pixel_values", "input_ids", "images", "image", "x", "input", "inputs")
+#: the keys a dict batch may hold its targets under
+TARGET_KEYS = ("labels", "label", "y", "targets", "target")
+#: the seed of the labels drawn for inputs given without targets
+UNLABELLED_SEED = 0
+#: the integer input types a network's embedding takes as token ids
+TOKEN_DTYPES = (torch.int64, torch.int32)
+
+
+def as_batch(data: Any, *, num_classes: int | None = None, classes_of: Callable[[torch.Tensor], int] | None = None,
+             class_labels: bool = True, float_dtype: torch.dtype | None = None) -> Batch:
+    """The checked :class:`Batch` of what a user holds: what :func:`lswag.evaluate` does first with its data.
+
+    ``data`` is one of
+
+    * a :class:`Batch`, returned as it is (integer labels of another type cast to int64);
+    * an ``(x, y)`` tuple or list (a DataLoader's batch), or ``(x,)``;
+    * a mapping (a DataLoader's dict batch, Hugging Face's ``BatchEncoding``) with the inputs under
+      one of :data:`INPUT_KEYS` and the targets, if any, under one of :data:`TARGET_KEYS`; other
+      keys (an attention mask) are ignored: the model is called with the inputs alone;
+    * a ``torch.utils.data.DataLoader``: its first batch (seed its generator for the same batch
+      each time);
+    * a tensor: the inputs alone.
+
+    Tensors may be numpy arrays. Inputs are floats (of ``float_dtype``, the model's, when given) or
+    integer token ids (int64, int32), with a batch axis and at least one more. The number of
+    classes is ``num_classes``, else the Batch's, else ``classes_of(x)`` (:func:`lswag.evaluate`
+    counts the model's outputs on the first inputs).
+
+    ``class_labels``: the targets feed cross-entropy (the default loss), so they are integer class
+    labels in 0..classes−1, one per sample (B,) or per position (B, *the trailing axes of x), or
+    class probabilities (B, classes, ...) as floats. Without it (another loss) they are any tensor
+    of B rows. Inputs without targets are scored against labels drawn uniformly over the classes
+    from a CPU generator seeded with :data:`UNLABELLED_SEED`, as the ``gaussian`` source draws
+    its labels: the same for every network of the same width, so that the proxies that read
+    the loss compare networks on equal terms; another loss cannot do without targets.
+
+    Everything else is an :class:`LswagError` naming the problem: uint8 images, NaN or infinite
+    values, an empty batch, a missing batch axis, negative token ids, float labels, labels outside
+    the classes, inputs and targets of different lengths. A Batch is checked alike but for its
+    non-finite values, left to the proxies (each fails on them, saying so).
+    """
+    if isinstance(data, DataLoader):
+        data = next(iter(data), None)
+        if data is None:
+            raise LswagError("the DataLoader yields no batch")
+    # a Batch is the probe's own form: its non-finite values are left to the proxies, which fail on them
+    refuse_nonfinite = not isinstance(data, Batch)
+    if isinstance(data, Batch):
+        if num_classes is not None and num_classes != data.num_classes:
+            raise LswagError(f"num_classes={num_classes!r} contradicts the Batch's num_classes={data.num_classes}")
+        x, y, num_classes, source = data.x, data.y, data.num_classes, data.source
+    else:
+        x, y, source = _unpacked(data)
+    x = _checked_inputs(_tensor(x, "inputs"), float_dtype, refuse_nonfinite)
+    y = None if y is None else _tensor(y, "targets")
+    if y is not None and (y.dim() == 0 or len(y) != len(x)):
+        raise LswagError(f"the inputs hold {len(x)} samples but the targets "
+                         + ("are a scalar" if y.dim() == 0 else f"{len(y)}") + "; give one target per sample")
+    if y is None and not class_labels:
+        raise LswagError("no targets given, and the loss given needs them: pass (x, y)")
+    if not class_labels and refuse_nonfinite:
+        _check_finite(y, "targets")
+    _check_classes(num_classes)
+    classes = f"num_classes={num_classes}"
+    if num_classes is None:
+        if classes_of is None:
+            raise LswagError("the number of classes is unknown: pass num_classes=")
+        num_classes = classes_of(x)
+        classes = f"the model's {num_classes} outputs"
+    if y is None:
+        generator = torch.Generator().manual_seed(UNLABELLED_SEED)
+        y, source = torch.randint(num_classes, (len(x),), generator=generator).to(x.device), f"{source}, random labels"
+    elif class_labels:
+        y = _checked_labels(y, x, num_classes, classes, refuse_nonfinite)
+    if isinstance(data, Batch) and x is data.x and y is data.y:
+        return data
+    return Batch(x, y, num_classes, source)
+
+
+def _unpacked(data: Any) -> tuple[Any, Any, str]:
+    """(inputs, targets or None, a name of the form) of a tuple, list, mapping or tensor."""
+    if isinstance(data, Mapping):
+        found = [key for key in INPUT_KEYS if key in data]
+        targets = [key for key in TARGET_KEYS if key in data]
+        if not found:
+            raise LswagError(f"the dict batch holds no inputs under {', '.join(INPUT_KEYS)}; "
+                             f"its keys: {', '.join(map(str, data)) or 'none'}")
+        if len(found) > 1 or len(targets) > 1:
+            clash = found if len(found) > 1 else targets
+            raise LswagError(f"the dict batch is ambiguous: it holds {', '.join(clash)}; keep one of them")
+        return data[found[0]], data[targets[0]] if targets else None, "dict"
+    if isinstance(data, (tuple, list)):
+        if not 1 <= len(data) <= 2:
+            raise LswagError(f"a batch {type(data).__name__} is (inputs, targets) or (inputs,), "
+                             f"got {len(data)} elements")
+        return data[0], data[1] if len(data) == 2 else None, type(data).__name__
+    if isinstance(data, (torch.Tensor, np.ndarray)):
+        return data, None, "tensor"
+    raise LswagError(f"cannot score a {type(data).__name__}: give an (x, y) tuple, a dict batch, a DataLoader, "
+                     "a tensor of inputs or a lswag.Batch")
+
+
+def _tensor(value: Any, what: str) -> torch.Tensor:
+    if isinstance(value, np.ndarray):
+        if value.dtype == object:
+            raise LswagError(f"the {what} are a numpy array of Python objects; give numbers")
+        return torch.from_numpy(value)
+    if not isinstance(value, torch.Tensor):
+        raise LswagError(f"the {what} must be a torch.Tensor or a numpy array, got a {type(value).__name__}")
+    return value
+
+
+def _checked_inputs(x: torch.Tensor, float_dtype: torch.dtype | None, refuse_nonfinite: bool) -> torch.Tensor:
+    if x.dtype == torch.uint8:
+        raise LswagError("the inputs are uint8 (raw pixels?); give floats normalised per channel, "
+                         "(x.float() / 255 - mean) / std, or int64 token ids")
+    if not x.is_floating_point() and x.dtype not in TOKEN_DTYPES:
+        raise LswagError(f"the inputs are {x.dtype}; give floating-point inputs or int64/int32 token ids")
+    if x.is_floating_point() and float_dtype is not None and x.dtype != float_dtype:
+        raise LswagError(f"the inputs are {x.dtype} but the model computes in {float_dtype}; "
+                         f"convert one of them (x.to({float_dtype}) or model.to({x.dtype}))")
+    if x.dim() < 2:
+        raise LswagError(f"inputs of shape {tuple(x.shape)} lack a batch axis: give (B, ...), "
+                         "e.g. x.unsqueeze(0) for one sample")
+    if x.numel() == 0:
+        raise LswagError(f"the batch is empty: inputs of shape {tuple(x.shape)}")
+    if refuse_nonfinite:
+        _check_finite(x, "inputs")
+    if not x.is_floating_point() and int(x.min()) < 0:
+        raise LswagError(f"token ids must be >= 0, the inputs hold {int(x.min())}")
+    return x
+
+
+def _check_finite(t: torch.Tensor, what: str) -> None:
+    if t.is_floating_point():
+        bad = int((~torch.isfinite(t)).sum())
+        if bad:
+            raise LswagError(f"the {what} hold {bad} NaN or infinite values (of {t.numel()})")
+
+
+def _checked_labels(y: torch.Tensor, x: torch.Tensor, num_classes: int, classes: str,
+                    refuse_nonfinite: bool) -> torch.Tensor:
+    """``y`` as cross-entropy's targets: int64 class labels in 0..num_classes−1 (``classes`` says where that
+    number comes from), or finite class probabilities."""
+    if y.is_floating_point():
+        if y.dim() < 2 or y.shape[1] != num_classes:
+            raise LswagError(f"the labels are {y.dtype} of shape {tuple(y.shape)}: cross-entropy takes integer "
+                             f"class labels (y.long()) or class probabilities (B, {num_classes}); "
+                             "pass loss_fn= for other targets")
+        if refuse_nonfinite:
+            _check_finite(y, "labels")
+        return y
+    if y.dtype in (torch.bool, torch.complex64, torch.complex128):
+        raise LswagError(f"the labels are {y.dtype}; cross-entropy takes integer class labels (y.long())")
+    positions = y.shape[1:]
+    if positions and (y.dim() > x.dim() or positions != x.shape[x.dim() - len(positions):]):
+        raise LswagError(f"labels of shape {tuple(y.shape)} are neither one per sample ({len(y)},) nor one per "
+                         f"position of the inputs {tuple(x.shape)}")
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= num_classes:
+        raise LswagError(f"the labels span {low}..{high}, outside 0..{num_classes - 1} of {classes}")
+    return y if y.dtype == torch.int64 else y.long()
 
 
 def load_batch(spec: str = "digits", batch_size: int = 64, seed: int = 0,
@@ -189,6 +361,9 @@ def load_dataset(spec: str = "digits", split: str = "all", image_size: int | tup
     elif scheme == "npz":
         images, labels = _read_npz(Path(path).expanduser())
         nc = int(labels.max()) + 1 if num_classes is None else num_classes
+        if num_classes is None and labels.min() > labels.max() / 2:   # e.g. 1000..1009: offset ids, not 1010 classes
+            raise LswagError(f"the labels of {spec!r} span {labels.min()}..{labels.max()}: as classes 0..{labels.max()}, "
+                             f"the {labels.min()} below the smallest would have no image; renumber them from 0")
         mean, std = _channel_stats(images)
     else:
         images, labels = _read_cifar(scheme, Path(path).expanduser(), download, split == "train")
@@ -238,7 +413,7 @@ def _channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
-        raise LswagError(f"npz file not found: {path}")
+        raise LswagError(f"{path} is a folder; give an npz file" if path.is_dir() else f"npz file not found: {path}")
     try:
         f = np.load(path)
     except Exception as e:  # noqa: BLE001 - not a readable (pickle-free) archive

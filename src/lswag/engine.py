@@ -6,15 +6,22 @@ passes whole: what the
 store holds is read, the rest computed in this process, a local process pool or Ray (one
 executor per engine, started at the first work) and committed as each architecture finishes.
 This process alone writes the store. bench, search, layers and demo all score through it.
+
+Every process that scores (this one for one worker, each pool worker, each Ray task) runs torch
+on :data:`SCORING_THREADS` intra-op threads while it scores (:class:`Prepared`): float32 sums are
+reduced in an order that depends on the thread count, and ZiCo's and L-SWAG's 1/σ amplify the
+difference to percents where σ ≈ 0, so a fixed count makes every stored value independent of
+``--workers``, the executor and the caller's threads (docs/performance.md, "Values and the worker
+count"). Parallelism comes from workers, not threads.
 """
 from __future__ import annotations
 
-import os
 import random
 import resource
 import socket
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from typing import Any, Callable
 
 import torch
@@ -28,15 +35,36 @@ from lswag.scoring import ProxyResult, evaluate, exception_reason, resolve_devic
 from lswag.settings import Execution, Scoring
 from lswag.store import Store, StoredResult
 
+#: torch's intra-op threads while :class:`Prepared` makes inputs or scores, in every process: one,
+#: so that no value depends on the number of workers or on the caller's threads (module docstring).
+#: A measuring script may set it to time another count; values then differ by rounding.
+SCORING_THREADS = 1
+
+
+@contextmanager
+def scoring_threads() -> Iterator[None]:
+    """torch on :data:`SCORING_THREADS` threads inside, the caller's thread count restored after."""
+    caller = torch.get_num_threads()
+    if caller != SCORING_THREADS:
+        torch.set_num_threads(SCORING_THREADS)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != caller:
+            torch.set_num_threads(caller)
+
+
 class Prepared:
     """A :class:`Scoring` made ready to score on one batch: the space's task inputs, loss, layout
-    and sized build options, made once per run (per worker), whatever the architecture."""
+    and sized build options, made once per run (per worker), whatever the architecture. It makes
+    them and scores on :data:`SCORING_THREADS` threads (:func:`scoring_threads`), wherever it runs."""
 
     def __init__(self, setup: Scoring, batch: Batch, fail_fast: bool = False):
         self.setup, self.fail_fast = setup, fail_fast
         space = setup.search_space
-        self.inputs, self.probe_settings = space_inputs(space, batch, seed=setup.seed, build=setup.build,
-                                                        device=setup.device)
+        with scoring_threads():
+            self.inputs, self.probe_settings = space_inputs(space, batch, seed=setup.seed, build=setup.build,
+                                                            device=setup.device)
         self.build = space.sized_build(setup.build, batch.x)
 
     def network(self, arch) -> Callable[[int], nn.Module]:
@@ -49,6 +77,10 @@ class Prepared:
         """Score the network ``make(num_classes)`` with ``names``; ``kwargs`` go to :func:`evaluate`
         and win. An exception building the network fails every proxy (with its type and message)
         unless ``fail_fast``; a proxy's own exception fails that proxy alone (:func:`evaluate`)."""
+        with scoring_threads():
+            return self._score(make, names, **kwargs)
+
+    def _score(self, make: Callable[[int], nn.Module], names: list[str], **kwargs) -> list[ProxyResult]:
         setup = self.setup
         options = {n: setup.resolved_options[n] for n in names if n in setup.resolved_options}
         try:
@@ -98,8 +130,8 @@ def peak_memory_mb() -> float:
 _WORKER: dict[str, Prepared] = {}
 
 
-def _start_worker(setup: Scoring, batch: Batch, threads: int, fail_fast: bool) -> None:
-    torch.set_num_threads(threads)
+def _start_worker(setup: Scoring, batch: Batch, fail_fast: bool) -> None:
+    torch.set_num_threads(SCORING_THREADS)    # what Prepared scores with: no switching per architecture
     _WORKER["prepared"] = Prepared(setup, batch, fail_fast)
 
 
@@ -111,7 +143,7 @@ def _score(arch: str, names: list[str]) -> tuple[str, list[tuple[str, Any, float
 
 def _score_in_ray(setup: Scoring, batch: Batch, fail_fast: bool, arch: str, names: list[str]):
     if _WORKER.get("prepared") is None or _WORKER["prepared"].setup != setup:
-        _start_worker(setup, batch, 1, fail_fast)
+        _start_worker(setup, batch, fail_fast)
     return _score(arch, names)
 
 
@@ -131,11 +163,10 @@ class _InProcess:
 
 
 class _LocalPool:
-    """A process pool of ``workers``, torch threads split between them."""
+    """A process pool of ``workers``, each scoring on :data:`SCORING_THREADS` threads."""
 
     def __init__(self, setup: Scoring, batch: Batch, fail_fast: bool, workers: int):
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        self.pool = ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(setup, batch, threads, fail_fast))
+        self.pool = ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(setup, batch, fail_fast))
 
     def results(self, tasks: list[tuple[str, list[str]]]) -> Iterator[tuple]:
         for future in as_completed([self.pool.submit(_score, *task) for task in tasks]):

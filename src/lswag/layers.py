@@ -26,7 +26,8 @@ from lswag.probe import PERC_BINS
 from lswag.proxies import ProxyFailure
 from lswag.proxies.lswag import psi_by_percentile
 from lswag.scoring import resolve_device
-from lswag.stats import correlate
+from lswag.spaces import check_int
+from lswag.stats import constant_note, correlate
 
 MIN_WIDTH = 3
 WINDOWS = [(a, b) for a in range(1, PERC_BINS + 1) for b in range(a, PERC_BINS + 1)]
@@ -48,8 +49,11 @@ def analyse_layers(setup: Scoring, *, n: int = 1000, truth: TruthSource | None =
     """Analyse ``n`` architectures of ``setup.space`` (from the ground truth's when ``truth`` is given,
     sampled with ``setup.seed``), each probed as ``lswag bench`` scores it (:class:`lswag.engine.Prepared`:
     the space's task inputs, loss, layout and build options). The proxies and options of ``setup``
-    play no part: the analysis reads L-SWAG's record with the space's measured pairing and product."""
+    play no part: the analysis reads L-SWAG's record with the space's measured pairing and product.
+    A constant ground truth (no correlation defined) is noted in the reason, and the window chosen as
+    without one."""
     search_space = setup.search_space
+    check_int(n, "the number of architectures n", 1)
     table = None
     if truth is not None:
         table = truth.load(setup.space)
@@ -62,31 +66,33 @@ def analyse_layers(setup: Scoring, *, n: int = 1000, truth: TruthSource | None =
     needs = registry.get("l_swag").needs_for(options)
     target = resolve_device(setup.device)
     profiles, gradient_terms, window_scores = [], [], []
-    for arch in tqdm(archs, desc=f"{setup.space} layers", unit="arch", disable=not progress):
-        model = prepared.network(arch)(prepared.inputs.num_classes).to(target)
-        record = probe.record(model, prepared.inputs, needs, gradient_draws=setup.gradient_draws,
-                              **prepared.probe_settings)
-        try:
-            by_bin = psi_by_percentile(record)
-        except ProxyFailure:
-            by_bin = {}
-        profiles.append({b: sum(v) / len(v) for b, v in by_bin.items()})
-        gradient_terms.append({b: sum(v) for b, v in by_bin.items()})  # the gradient term of window [b, b]
-        window_scores.append({w: registry.compute("l_swag", record, model, window=w, **options)[0]
-                              for w in WINDOWS})
+    with tqdm(archs, desc=f"{setup.space} layers", unit="arch", disable=not progress) as bar:
+        for arch in bar:
+            model = prepared.network(arch)(prepared.inputs.num_classes).to(target)
+            record = probe.record(model, prepared.inputs, needs, gradient_draws=setup.gradient_draws,
+                                  **prepared.probe_settings)
+            try:
+                by_bin = psi_by_percentile(record)
+            except ProxyFailure:
+                by_bin = {}
+            profiles.append({b: sum(v) / len(v) for b, v in by_bin.items()})
+            gradient_terms.append({b: sum(v) for b, v in by_bin.items()})  # the gradient term of window [b, b]
+            window_scores.append({w: registry.compute("l_swag", record, model, window=w, **options)[0]
+                                  for w in WINDOWS})
 
     means, stds = [], []
     for p in range(1, PERC_BINS + 1):
         values = np.array([profile[p] for profile in profiles if p in profile])
         means.append(float(values.mean()) if len(values) else float("nan"))
         stds.append(float(values.std()) if len(values) else float("nan"))
-    if table is None:
+    accuracy = [table.value(arch) for arch in archs] if table is not None else []
+    constant = constant_note(accuracy, "ground truth constant") if table is not None else None
+    if table is None or constant:
         proposed = _spike_window(means)
-        reason = (f"no ground truth: the run of percentiles around the highest mean Ψ "
+        reason = (f"{constant or 'no ground truth'}: the run of percentiles around the highest mean Ψ "
                   f"({np.nanmax(means):.2f} at {int(np.nanargmax(means)) + 1}) whose mean Ψ is above the median")
         return LayerAnalysis(len(archs), means, stds, None, None, proposed, reason)
 
-    accuracy = [table.value(arch) for arch in archs]
     rho_gradient = [correlate([t.get(p) for t in gradient_terms], accuracy, n_boot=0).spearman
                     for p in range(1, PERC_BINS + 1)]
     rho_window = {w: correlate([s[w] for s in window_scores], accuracy, n_boot=0).spearman for w in WINDOWS}

@@ -45,6 +45,7 @@ from lswag import spaces
 from lswag.truth import FAILURE_SENTINEL, load_truth, read_csv_rows
 from lswag.ensembles import AZ_NAS, TE_NAS, az_nas, ranks, te_nas
 from lswag.errors import LswagError, unknown_choice
+from lswag.settings import check_output
 from lswag.info import bin_count, discretise, information_gain
 from lswag.proxies import Failure
 from lswag.stats import constant_note, correlate
@@ -371,7 +372,7 @@ def tolerance_pool(rho: Mapping[str, float], reference: float, tolerance: float 
     that a proxy is too weak to help, and the pool comes back empty.
     """
     if not 0 < tolerance <= max_tolerance:
-        raise LswagError(f"need 0 < tolerance <= max tolerance, got {tolerance} and {max_tolerance}")
+        raise LswagError(f"need 0 < --tolerance <= --max-tolerance, got {tolerance} and {max_tolerance}")
     rest = {p: r for p, r in rho.items() if p not in exclude and not math.isnan(r)}
     step, used = 1, tolerance
     while True:
@@ -523,7 +524,7 @@ def fit(table: ScoreTable, *, proxies: Sequence[str] | None = None, tolerance: f
     z1 = min(usable, key=lambda p: (-rho[p], p))
     picks = [("z1", z1, f"highest Spearman rho of {len(usable)} proxies")]
     pool, used = tolerance_pool(rho, rho[z1], tolerance, max_tolerance, exclude=[z1])
-    threshold = f"rho >= {rho[z1] - used:.3f} (tolerance {used:g})"
+    threshold = _threshold(rho[z1], used, tolerance)
     if not pool:
         notes.append(f"no z2: no other proxy has {threshold}")
     else:
@@ -536,7 +537,7 @@ def fit(table: ScoreTable, *, proxies: Sequence[str] | None = None, tolerance: f
         picks.append(("z2", z2, f"{word} IG given {z1} of {_proxies(len(pool))} with {threshold}"))
         # z3's pool: the same rule with z2 left out, so it too may widen up to max_tolerance
         rest, used_z3 = tolerance_pool(rho, rho[z1], tolerance, max_tolerance, exclude=[z1, z2])
-        threshold = f"rho >= {rho[z1] - used_z3:.3f} (tolerance {used_z3:g})"
+        threshold = _threshold(rho[z1], used_z3, tolerance)
         if third != "none" and not rest:
             notes.append(f"no z3: no proxy besides z2 has {threshold}")
         elif third != "none":
@@ -557,6 +558,12 @@ def fit(table: ScoreTable, *, proxies: Sequence[str] | None = None, tolerance: f
             used = max(used, used_z3)
     return _assemble(table, picks, rho, bias_feature=bias_feature, bias_method=bias_method,
                      combination=combination, tolerance=used, bins=bins, notes=notes)
+
+
+def _threshold(reference: float, used: float, tolerance: float) -> str:
+    """The pool's rule as text, saying when the tolerance had to widen (:func:`tolerance_pool`)."""
+    widened = f", widened from {tolerance:g}: no proxy within it" if used > tolerance + 1e-12 else ""
+    return f"rho >= {reference - used:.3f} (tolerance {used:g}{widened})"
 
 
 def _proxies(count: int) -> str:
@@ -760,8 +767,10 @@ EVALUATION_COLUMNS = ["source", "metric", "method", "group", "n", "calibration",
                       "held_out_mean", "held_out_std", "chosen_in_sample", "chosen_held_out", "note"]
 
 
-def write_evaluation(evaluation: Evaluation, folder) -> tuple[Path, Path]:
-    """``libra.csv`` (one row per method) and ``libra.png`` (bars: in-sample, held-out ± sd) in ``folder``."""
+def write_evaluation(evaluation: Evaluation, folder, benchmark: str | None = None) -> tuple[Path, Path]:
+    """``libra.csv`` (one row per method) and ``libra.png`` (bars: in-sample, held-out ± sd) in ``folder``;
+    ``benchmark`` titles the figure (default: the metric)."""
+    check_output(folder, folder=True)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     table = folder / "libra.csv"
@@ -772,11 +781,12 @@ def write_evaluation(evaluation: Evaluation, folder) -> tuple[Path, Path]:
             writer.writerow([evaluation.source, evaluation.metric, r.method, r.group, evaluation.n,
                              evaluation.calibration, evaluation.splits, r.in_sample, r.held_out, r.held_out_std,
                              r.chosen, "; ".join(f"{k or '-'} x{v}" for k, v in r.held_out_chosen.items()), r.note])
-    return table, plot_evaluation(evaluation, folder / "libra.png")
+    return table, plot_evaluation(evaluation, folder / "libra.png", benchmark)
 
 
-def plot_evaluation(evaluation: Evaluation, path) -> Path:
-    """Bar chart of every method's Spearman ρ: in-sample beside held-out (mean, ± sd over splits)."""
+def plot_evaluation(evaluation: Evaluation, path, benchmark: str | None = None) -> Path:
+    """Bar chart of every method's Spearman ρ: in-sample beside held-out (mean, ± sd over splits), titled
+    by ``benchmark`` (default: the metric) and the number of architectures."""
     from lswag.plots import save_figure, subplots
 
     results = [r for r in evaluation.results if not (math.isnan(r.in_sample) and math.isnan(r.held_out))]
@@ -788,6 +798,7 @@ def plot_evaluation(evaluation: Evaluation, path) -> Path:
     axes.set_xticks(x, [r.method for r in results], rotation=40, ha="right", fontsize=8)
     axes.set_ylabel("Spearman ρ")
     axes.axhline(0, color="grey", linewidth=0.6)
-    axes.set_title(f"{Path(evaluation.source.split(' ')[0]).name} {evaluation.metric}", fontsize=9)
+    axes.set_title(f"LIBRA and its competitors on {benchmark or evaluation.metric} ({evaluation.n} architectures)",
+                   fontsize=9)
     axes.legend(fontsize=8)
     return save_figure(figure, path)

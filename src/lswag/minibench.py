@@ -31,6 +31,7 @@ from tqdm import tqdm
 from lswag import __version__, spaces
 from lswag.data import load_dataset
 from lswag.errors import LswagError
+from lswag.settings import check_output
 from lswag.spaces import check_int
 from lswag.train import Recipe, train
 
@@ -55,6 +56,7 @@ def make_bench(out: str | Path, n: int = 500, seed: int = 0, *, command: str = "
     """Train ``n`` NB201 cells (a seeded sample) with :data:`RECIPE` for each of :data:`SEEDS`
     and append their test accuracies to the CSV ``out``; cells already in ``out`` are skipped."""
     n = check_int(n, "mini-benchmark size", 1, spaces.get(SPACE).size())
+    check_output(out, folder=False)
     space, out = spaces.get(SPACE), Path(out)
     train_set = load_dataset(DATA, "train", image_size=IMAGE_SIZE)
     test_set = load_dataset(DATA, "test", image_size=IMAGE_SIZE)
@@ -102,7 +104,13 @@ def _write_metadata(out: Path, n: int, seed: int, command: str, seconds: float) 
 
 
 def load_metadata(table: str | Path = TABLE) -> dict[str, Any]:
+    """The recipe and provenance written beside a mini-benchmark ``table``."""
+    if not Path(table).is_file():
+        raise LswagError(f"{table} is not a mini-benchmark table (a CSV file written by lswag make-bench)")
     path = metadata_path(table)
-    if not path.exists():
-        raise LswagError(f"mini-benchmark metadata not found: {path} (written by lswag make-bench)")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise LswagError(f"mini-benchmark metadata not found: {path} (written by lswag make-bench)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise LswagError(f"cannot read mini-benchmark metadata {path}: {error}") from None

@@ -6,7 +6,7 @@ when the first figure is made, and only if the user has chosen none (``MPLBACKEN
 
 * :func:`heatmap`: Spearman ρ of proxies (rows) on benchmarks (columns), like the paper's Fig. 3.
 * :func:`rank_scatter`: rank a proxy predicts against the true rank of each architecture, like
-  its Fig. 8; failures sit at the bottom rank.
+  its Fig. 8; rank 1 is the best (most accurate, highest score), failures take the last ranks.
 """
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
+
+from lswag.settings import check_output
 from lswag.stats import failures_last
 
 
@@ -55,25 +58,28 @@ def heatmap(rho: dict[str, dict[str, float]], path, title: str = "Spearman ρ") 
 
 
 def rank_scatter(proxy: str, scores, truth, path) -> Path:
-    """Predicted rank (from ``scores``, failures last) against true rank (from ``truth``) as a PNG."""
+    """Predicted rank (from ``scores``, failures last) against true rank (from ``truth``) as a PNG;
+    rank 1 is the best of each."""
     from scipy.stats import rankdata
 
-    predicted = rankdata(failures_last(scores))
-    actual = rankdata(truth)
+    predicted = rankdata(-failures_last(scores))
+    actual = rankdata(-np.asarray(truth, dtype=float))
     figure, axes = subplots(figsize=(4, 4))
     axes.scatter(actual, predicted, s=4, alpha=0.5)
     axes.plot([1, len(actual)], [1, len(actual)], color="grey", linewidth=0.8)
-    axes.set_xlabel("true rank")
-    axes.set_ylabel(f"rank by {proxy}")
+    axes.set_xlabel("true rank (1 = most accurate)")
+    axes.set_ylabel(f"rank by {proxy} (1 = highest score)")
     axes.set_title(proxy)
     return save_figure(figure, path)
 
 
 def save_figure(figure, path) -> Path:
-    """Write ``figure`` as a PNG at ``path`` (folders created) and release it."""
+    """Write ``figure`` at ``path`` (a PNG, ``.png`` added when it has no suffix; folders created) and
+    release it; returns the path written. The image grows to hold every label, however long."""
+    check_output(path, folder=False)
     path = Path(path)
+    path = path if path.suffix else path.with_name(path.name + ".png")
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=120, bbox_inches="tight")   # cropped or grown to its labels (tight_layout cannot grow)
     pyplot().close(figure)
     return path

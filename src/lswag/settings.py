@@ -12,9 +12,13 @@ need the registries import them when a settings object is made.
 """
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, field
+from contextlib import contextmanager
+from dataclasses import MISSING, Field, dataclass, field, fields
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
+
+from lswag.errors import LswagError, unknown_choice
 
 if TYPE_CHECKING:
     from lswag.truth import GroundTruth
@@ -38,6 +42,95 @@ LIBRA_POOL = ("l_swag", "zico", "swap", "nwot", "synflow", "grad_norm", "snip", 
 OPTIMIZERS = ("sgd", "adamw")
 #: input batch sources (:func:`lswag.data.load_batch`)
 SOURCES = ("digits", "cifar10:PATH", "cifar100:PATH", "npz:PATH", "gaussian")
+#: seeds are 32-bit: every seed lswag derives from one (per epoch, per split) stays within torch's 64 bits
+MAX_SEED = 2**32 - 1
+#: input resolutions: below 8 (the built-in digits' size) the stride-2 stages of every space leave nothing;
+#: above 1024 one batch of 64 images is 0.8 GB before any activation, far beyond what a proxy needs
+IMAGE_SIZES = (8, 1024)
+
+
+class SettingError(LswagError):
+    """A refused value of a setting, naming its command-line flag: ``flag`` + ``problem``. ``name`` is the
+    field, so that a command that gives the field another flag can name that one
+    (:func:`lswag.cli.flags.settings_from`)."""
+
+    def __init__(self, name: str, flag: str, problem: str):
+        self.name, self.problem = name, problem
+        super().__init__(f"{flag} {problem}")
+
+
+def flag_of(field: Field, renamed: Mapping[str, str] | None = None) -> str:
+    """The flag of ``field``: ``renamed``'s, the field's declared one, or ``--field-name``."""
+    renamed = renamed or {}
+    return renamed.get(field.name) or field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+
+
+def _refuse(settings, name: str, problem: str) -> SettingError:
+    """The error for field ``name`` of the settings object ``settings``, naming its flag."""
+    return SettingError(name, flag_of(next(f for f in fields(settings) if f.name == name)), problem)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_integer(settings, name: str, low: int, high: int | None = None, why: str = "") -> None:
+    """Refuse field ``name`` of ``settings`` unless it is an integer in ``low``..``high``."""
+    value = getattr(settings, name)
+    if not _is_int(value) or value < low or (high is not None and value > high):
+        bound = f"at least {low}" if high is None else f"in {low}..{high}"
+        raise _refuse(settings, name, f"must be an integer {bound}{why}, got {value!r}")
+
+
+def check_fraction(settings, name: str) -> None:
+    """Refuse field ``name`` of ``settings`` unless it is a number in [0, 1]."""
+    value = getattr(settings, name)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
+        raise _refuse(settings, name, f"must lie in [0, 1], got {value!r}")
+
+
+def check_seed(seed: Any, flag: str = "--seed") -> None:
+    """A one-line error naming ``flag`` unless ``seed`` is an integer in 0..:data:`MAX_SEED`."""
+    if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
+        raise SettingError("seed", flag, f"must be an integer in 0..{MAX_SEED} (32 bits), got {seed!r}")
+
+
+def check_image_size(size: Any, flag: str = "--image-size") -> None:
+    """A one-line error naming ``flag`` unless ``size`` is None (the space's), or an integer or (from Python)
+    an (H, W) pair of integers in :data:`IMAGE_SIZES`."""
+    low, high = IMAGE_SIZES
+    sides = tuple(size) if isinstance(size, (tuple, list)) and len(size) == 2 else (size,)
+    if size is not None and not all(_is_int(side) and low <= side <= high for side in sides):
+        raise SettingError("image_size", flag, f"must be an integer in {low}..{high} (smaller vanishes in the "
+                                               f"networks' stride-2 stages, larger needs GBs per batch), got {size!r}")
+
+
+def check_output(path: str | Path, *, folder: bool) -> None:
+    """A one-line error, before anything is written, when the output ``path`` cannot be written as a
+    ``folder`` (or a file): a file where a folder goes, a folder where a file goes, or a file among
+    its parents. Missing parent folders are fine: the writer creates them."""
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise LswagError(f"{path} is a file; give a folder (the outputs are written into it)")
+    if not folder and path.is_dir():
+        raise LswagError(f"{path} is a folder; give a file name")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise LswagError(f"{path} lies inside {parent}, which is a file, not a folder")
+
+
+@contextmanager
+def about(flag: str, value: Any) -> Iterator[None]:
+    """Re-raise a one-line error from inside as one about ``flag`` given ``value`` (a file, a data
+    source), so that the user knows which flag to change; a message that starts with the value
+    already gets the flag alone in front."""
+    try:
+        yield
+    except SettingError:
+        raise
+    except LswagError as error:
+        text, shown = str(error), str(value)
+        raise LswagError(f"{flag} {text}" if text.startswith(shown) else f"{flag} {shown}: {text}") from None
 
 
 def setting(default: Any = MISSING, *, help: str, flag: str | None = None, kind: str | None = None,
@@ -55,8 +148,6 @@ def setting(default: Any = MISSING, *, help: str, flag: str | None = None, kind:
 
 def parse_option(text: str) -> tuple[str, str, Any]:
     """``"PROXY.KEY=VALUE"`` -> (proxy, key, value); the value becomes an int or float when it is one."""
-    from lswag.errors import LswagError
-
     head, sep, raw = text.partition("=")
     proxy_name, dot, key = head.partition(".")
     if not sep or not dot or not proxy_name or not key:
@@ -81,8 +172,6 @@ def parse_options(texts: Iterable[str]) -> dict[str, dict[str, Any]]:
 def parse_build_options(texts: Iterable[str]) -> dict[str, Any]:
     """``["KEY=VALUE", ...]`` -> the space's build options; values become ints, floats or
     booleans (``true``/``false``) when they are one, e.g. ``task=jigsaw``, ``C=16``."""
-    from lswag.errors import LswagError
-
     build: dict[str, Any] = {}
     for text in texts:
         key, sep, raw = text.partition("=")
@@ -111,11 +200,16 @@ class Scoring:
 
     space: str = setting(help="search space (lswag spaces lists them)", cli_default="nb201")
     proxies: tuple[str, ...] = setting(("l_swag",), kind="csv", help="comma-separated proxy names, or 'all'")
-    data: str = setting("digits", help=f"input batch source: {', '.join(SOURCES)} (default digits, built in)")
+    data: str = setting("digits", help=f"input batch source: {', '.join(SOURCES)} (default digits, built in); "
+                                       "CIFAR's python batches are pickles, read as torchvision reads them: "
+                                       "unpickling runs code a crafted file holds, so give only CIFAR files you "
+                                       "trust (npz is read without pickle)")
     batch_size: int = setting(64, help="images in the scoring batch")
-    seed: int = setting(0, help="seed of the batch and of the weights")
-    image_size: int | None = setting(None, help="input resolution (default: the space's)")
-    gradient_draws: int = setting(2, flag="--draws", help="gradient draws M (batch split in M chunks)")
+    seed: int = setting(0, help=f"seed of the batch and of the weights (0..{MAX_SEED})")
+    image_size: int | None = setting(None, help=f"input resolution, {IMAGE_SIZES[0]}..{IMAGE_SIZES[1]} "
+                                                "(default: the space's)")
+    gradient_draws: int = setting(2, flag="--draws", help="gradient draws M (batch split in M chunks, "
+                                                          "1..--batch-size)")
     init: str = setting("given", choices=INITS,
                         help="weights: given (the builder's, PyTorch default init), kaiming (N(0, 2/fan_in)) or "
                              "normal (N(0, 1)), redrawn with the seed")
@@ -130,9 +224,14 @@ class Scoring:
 
     def __post_init__(self):
         from lswag import proxies as registry
-        from lswag.errors import unknown_choice
         from lswag.scoring import resolve_device
 
+        check_integer(self, "batch_size", 1)
+        check_seed(self.seed)
+        check_image_size(self.image_size)
+        # refused even when no proxy draws gradients: the draws are part of every store key
+        check_integer(self, "gradient_draws", 1, self.batch_size,
+                      why=" (the --batch-size: each draw is a chunk of the batch)")
         if self.init not in INITS:
             raise unknown_choice("init", self.init, INITS)
         object.__setattr__(self, "proxies", tuple(self.proxies))
@@ -186,11 +285,12 @@ class Scoring:
                        "implementation": registry.get(name).version} for name in self.names}
 
     def batch(self, download: bool = False) -> Batch:
-        """The fixed batch every architecture is scored on."""
+        """The fixed batch every architecture is scored on; a problem with the source names ``--data``."""
         from lswag.data import load_batch
 
-        return load_batch(self.data, batch_size=self.batch_size, seed=self.seed, image_size=self.size,
-                          download=download)
+        with about("--data", self.data):
+            return load_batch(self.data, batch_size=self.batch_size, seed=self.seed, image_size=self.size,
+                              download=download)
 
 
 @dataclass(frozen=True)
@@ -209,20 +309,23 @@ class TruthSource:
                               help="truth rows of the same architecture (e.g. NB101 seeds): an error, or their mean")
 
     def load(self, space: str, metric: str | None = None) -> GroundTruth:
-        """The table for ``space``, keyed by ``metric`` (default: this source's)."""
+        """The table for ``space``, keyed by ``metric`` (default: this source's); a problem with it names ``--truth``."""
         from lswag.truth import load_truth
 
-        return load_truth(self.path, space=space, metric=metric or self.metric, arch_column=self.arch_column,
-                          dataset=self.dataset, column_names=self.column_names, duplicates=self.duplicates)
+        with about("--truth", Path(self.path)):
+            return load_truth(self.path, space=space, metric=metric or self.metric, arch_column=self.arch_column,
+                              dataset=self.dataset, column_names=self.column_names, duplicates=self.duplicates)
 
 
 @dataclass(frozen=True)
 class Execution:
     """Where and how a run's architectures are scored (:class:`lswag.engine.Engine`); no score depends
-    on it beyond float rounding (docs/performance.md), so it is no part of the store key.
+    on it (every scoring process runs torch on one thread, :data:`lswag.engine.SCORING_THREADS`, so
+    the values are bit-identical whatever the workers; docs/performance.md), so it is no part of
+    the store key.
 
     ``executor="local"`` scores in this process (``workers=1``) or a process pool of ``workers``
-    (torch threads split between them); ``executor="ray"`` sends architectures to Ray: a local
+    (one torch thread each); ``executor="ray"`` sends architectures to Ray: a local
     instance of ``workers`` CPUs, or the cluster at ``ray_address`` (``auto`` or ``HOST:PORT``).
     ``fail_fast`` lets an exception in a proxy or a network abort the run (for debugging);
     otherwise it is that proxy's failure, stored with its type and message.
@@ -236,10 +339,7 @@ class Execution:
                                    "proxy's failure, stored with its type and message)")
 
     def __post_init__(self):
-        from lswag.errors import LswagError, unknown_choice
-
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
-            raise LswagError(f"workers must be at least 1, got {self.workers}")
+        check_integer(self, "workers", 1)
         if self.executor not in EXECUTORS:
             raise unknown_choice("executor", self.executor, EXECUTORS)
         if self.ray_address and self.executor != "ray":
@@ -256,12 +356,15 @@ class Budget:
     max_flops: float | None = setting(None, help="most FLOPs in millions")
 
     def __post_init__(self):
-        from lswag.errors import LswagError
-
+        for name in ("min_params", "max_params", "min_flops", "max_flops"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)
+                                      or not 0 <= value < float("inf")):
+                raise _refuse(self, name, f"must be a finite number >= 0 (millions), got {value!r}")
         for kind in ("params", "flops"):
             low, high = self.limits(kind)
             if low is not None and high is not None and low > high:
-                raise LswagError(f"impossible budget: min {kind} {low} M is above max {kind} {high} M")
+                raise _refuse(self, f"min_{kind}", f"{low} is above --max-{kind} {high}: no architecture fits")
 
     def limits(self, kind: str) -> tuple[float | None, float | None]:
         return {"params": (self.min_params, self.max_params), "flops": (self.min_flops, self.max_flops)}[kind]
@@ -301,7 +404,7 @@ class SearchConfig:
     parents: int = setting(10, help="evolution: top candidates that breed each generation")
     mutation_prob: float = setting(0.2, help="per-choice redraw probability of a mutation")
     crossover_prob: float = setting(0.5, help="share of the children made by crossover")
-    seed: int = setting(0, help="seed of the search's draws (the scoring has its own)")
+    seed: int = setting(0, help=f"seed of the search's draws, 0..{MAX_SEED} (the scoring has its own)")
     budget: Budget = Budget()
     truth: TruthSource | None = None        # candidates limited to its archs; the result looked up
     more_metrics: tuple[str, ...] = ()      # other truth columns the result is looked up in
@@ -310,3 +413,17 @@ class SearchConfig:
                                           help=f"proxies LIBRA chooses from (default {','.join(LIBRA_POOL)})")
     also: tuple[str, ...] = setting((), kind="csv", help="proxies also scored with every candidate, sharing its "
                                                          "passes, so that other searches find them in the store")
+
+    def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise unknown_choice("search strategy", self.strategy, STRATEGIES)
+        if self.evaluations is not None:
+            check_integer(self, "evaluations", 1)
+        check_integer(self, "population", 2)
+        check_integer(self, "generations", 1)
+        check_integer(self, "parents", 1, self.population, why=" (at most --population, or the first generation "
+                                                              "breeds from all its candidates)")
+        check_integer(self, "calibration", 3)
+        check_fraction(self, "mutation_prob")
+        check_fraction(self, "crossover_prob")
+        check_seed(self.seed)

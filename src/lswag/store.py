@@ -115,6 +115,8 @@ class Store:
             raise LswagError(f"store {self.path} is not a file")
         if space is None and not self.path.is_file():
             raise LswagError(f"store {self.path} not found; give the path of an lswag bench store")
+        if not self.path.exists():   # a new store, e.g. runs/x.sqlite on a fresh checkout: its folders too
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         #: what opening did to an older store, one line for the user; None when nothing was upgraded
         self.upgrade_note: str | None = None
         try:

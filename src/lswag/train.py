@@ -12,12 +12,15 @@ of 1/8 of the side) and horizontal flip. Each epoch shuffles with a generator se
 (``seed``, epoch), so a resumed run draws the same batches as an uninterrupted one. After every
 epoch the model, optimiser and schedule are written to the checkpoint (atomically: a run killed
 while writing keeps the previous epoch's file); :func:`train` with an existing checkpoint of the
-same network and recipe continues after its last epoch.
+same network and recipe continues after its last epoch. A checkpoint holds tensors and plain data
+only, and is read with ``torch.load(weights_only=True)``: a crafted file cannot run code.
 """
 from __future__ import annotations
 
 import os
+import pickle
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,11 +33,13 @@ from tqdm import tqdm
 from lswag.data import Dataset
 from lswag.errors import LswagError, unknown_choice
 from lswag.scoring import resolve_device
-from lswag.settings import OPTIMIZERS
+from lswag.settings import OPTIMIZERS, about, check_image_size, check_seed
 
 CHECKPOINT_FORMAT = "lswag-checkpoint"
 #: optimizer -> (learning rate, weight decay) defaults
 _DEFAULTS = {"sgd": (0.1, 5e-4), "adamw": (1e-3, 0.05)}
+#: the fewest test images a training run reports an accuracy on (digits and npz hold out a fifth)
+MIN_TEST_IMAGES = 10
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,7 @@ class Recipe:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise LswagError(f"{name} must be a positive integer, got {value!r}")
+        check_seed(self.seed)
         lr, decay = _DEFAULTS[self.optimizer]
         object.__setattr__(self, "lr", float(lr if self.lr is None else self.lr))
         object.__setattr__(self, "weight_decay", float(decay if self.weight_decay is None else self.weight_decay))
@@ -109,11 +115,18 @@ def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
 def _load_checkpoint(path: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
     if not path.exists():
         return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+    try:   # weights_only: tensors and plain data, never a pickled object that would run code
+        with warnings.catch_warnings():   # torch's notes on a foreign file's pickle protocol: the error says more
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise LswagError(f"{path} is not an lswag checkpoint: it holds Python objects beyond tensors and plain "
+                         "data, which lswag never unpickles (they could run code); choose another --checkpoint"
+                         ) from None
     except Exception as error:  # noqa: BLE001 - a truncated or foreign file is a user-input problem
-        raise LswagError(f"cannot read checkpoint {path}: {type(error).__name__}: {error}") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        raise LswagError(f"cannot read checkpoint {path}: {type(error).__name__}: {first_line}") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or "identity" not in state:
         raise LswagError(f"{path} is not an lswag checkpoint; choose another --checkpoint")
     if state["identity"] != identity:
         differing = sorted(k for k in set(identity) | set(state["identity"])
@@ -213,9 +226,15 @@ def train_architecture(space_name: str, arch: Any, build: dict[str, Any], *, dat
 
     space = spaces.get(space_name)
     space.check_build_options(build)
+    check_image_size(image_size)
     size = image_size or space.input_shape[1:]
-    train_set = load_dataset(data, "train", image_size=size, download=download)
-    test_set = load_dataset(data, "test", image_size=size, download=download)
+    with about("--data", data):
+        train_set = load_dataset(data, "train", image_size=size, download=download)
+        test_set = load_dataset(data, "test", image_size=size, download=download)
+    if len(test_set) < MIN_TEST_IMAGES:
+        raise LswagError(f"--data {data} holds {len(train_set) + len(test_set)} images, too few to train and test on: "
+                         f"{len(test_set)} would be held out to test, and lswag train needs at least "
+                         f"{MIN_TEST_IMAGES} (a fifth of digits and npz sources is held out)")
     sample = test_set.batch([0])
     if space.task_loss(**build) != "cross_entropy" or space.prepare(sample, **build) is not sample:
         raise LswagError(f"lswag train trains image classifiers on their labels; {space_name} "

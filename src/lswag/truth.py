@@ -87,7 +87,8 @@ def load_truth(path: str | Path, *, space: str = "nb201", metric: str,
     (``{dataset: {arch: {"val_accuracy": v, proxy: {"score": s, "time": t}}}}``) the keys are the
     archs, ``dataset`` is required when there is more than one, and each proxy gives the columns
     ``proxy`` and ``proxy_time``. The official NATS-Bench topology file (``.pbz2``, or its
-    ``-simple`` archive folder; NAS-Bench-201's successor, same 15,625 cells) is read through the
+    ``-simple`` archive folder, which holds :data:`NATS_META`; NAS-Bench-201's successor, same 15,625
+    cells) is read through the
     ``nats_bench`` package (``pip install 'lswag[nats]'``): ``dataset`` is one of
     :data:`NATS_DATASETS`, the metrics are ``get_more_info``'s (``test-accuracy``,
     ``valid-accuracy``, ...; 200 epochs, mean over seeds) and ``get_cost_info``'s (``flops``,
@@ -103,6 +104,9 @@ def load_truth(path: str | Path, *, space: str = "nb201", metric: str,
     arch_column = arch_column or space_obj.truth_arch_column
     path = Path(path)
     readers = {".csv": read_csv_rows, ".parquet": _read_parquet, ".json": _read_json, ".pbz2": _read_nats}
+    if path.is_dir() and not (path / NATS_META).is_file():
+        raise LswagError(f"{path} is a folder but no NATS-Bench archive (it has no {NATS_META}); give a .csv, "
+                         ".parquet or NAS-Bench-Suite-Zero .json file, or a NATS-Bench .pbz2 file or archive folder")
     suffix = "(folder)" if path.is_dir() else path.suffix.lower()
     if suffix == "(folder)" or suffix == ".pbz2":
         if space != "nb201":
@@ -112,7 +116,7 @@ def load_truth(path: str | Path, *, space: str = "nb201", metric: str,
         raise LswagError(f"unknown ground-truth format {suffix or '(no suffix)'!r} of {path}; "
                          f"valid: .csv, .parquet, .json, a NATS-Bench .pbz2 file or archive folder")
     if not path.exists():
-        raise LswagError(f"ground-truth file not found: {path}")
+        raise LswagError(f"{path}: no such ground-truth file")
     if duplicates not in DUPLICATES:
         raise unknown_choice("duplicates rule", duplicates, DUPLICATES)
     if column_names is not None:
@@ -124,7 +128,7 @@ def load_truth(path: str | Path, *, space: str = "nb201", metric: str,
     numeric = [f for f in fields if all(_is_number(cells.get(f), missing_ok=True)
                                         for _, _, cells in rows)]
     if metric not in fields:
-        raise LswagError(f"unknown metric {metric!r} in {source}; available columns: "
+        raise LswagError(f"{source} has no metric {metric!r}; available columns: "
                          f"{', '.join(numeric) or '(none)'}")
     values: dict[Hashable, list[float]] = {}
     others: dict[str, dict[Hashable, list[float]]] = {f: {} for f in numeric if f != metric}
@@ -257,6 +261,8 @@ def _read_parquet(path: Path, arch_column: str, dataset: str | None) -> _Rows:
 
 #: the datasets of a NATS-Bench / NAS-Bench-201 file
 NATS_DATASETS = ("cifar10-valid", "cifar10", "cifar100", "ImageNet16-120")
+#: the file every NATS-Bench archive folder (the ``-simple`` fast-mode one) holds
+NATS_META = "meta.pickle.pbz2"
 
 
 def _read_nats(path: Path, arch_column: str, dataset: str | None) -> _Rows:

@@ -12,12 +12,15 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
-from lswag.errors import LswagError
+from lswag.errors import LswagError, LswagWarning
 
 #: flags every command has, that are no part of a replayable configuration
 _CONFIG_DESTS = ("config", "save_config", "command", "run")
+#: the exit code of a run stopped by Ctrl-C (128 + SIGINT), as shells report it
+INTERRUPTED = 130
 
 
 class Parser(argparse.ArgumentParser):
@@ -25,6 +28,16 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+class _ShowDefaults(argparse.HelpFormatter):
+    """Help that ends with each flag's default, unless its text already says it or it has none."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if not action.option_strings or "default" in text or action.default in (None, False, [], argparse.SUPPRESS):
+            return text
+        return f"{text} (default {action.default})"
 
 
 def _version() -> str:
@@ -43,7 +56,8 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"lswag {_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for command in COMMANDS:
-        sub = subparsers.add_parser(command.name, help=command.help, description=command.help)
+        sub = subparsers.add_parser(command.name, help=command.help, description=command.help,
+                                    formatter_class=_ShowDefaults)
         command.add_arguments(sub)
         sub.add_argument("--config", metavar="FILE.json",
                          help="read this command's flags from a JSON object (as --save-config writes it); the "
@@ -104,12 +118,44 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as stop:   # --help, --version, or an argument error, already printed as one line
         return stop.code if isinstance(stop.code, int) else 2
     try:
-        if args.save_config:
-            _save_config(args)
-        args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            if args.save_config:
+                _save_config(args)
+            args.run(args)
     except LswagError as error:
         print(f"lswag: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:   # Ctrl-C: what is kept, no traceback
+        print(_interrupted(args), file=sys.stderr)
+        return INTERRUPTED
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
+
+
+_SHOW_WARNING = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """lswag's own warnings as one line on stderr; other libraries' as Python shows them."""
+    if issubclass(category, LswagWarning):
+        print(f"lswag: warning: {message}", file=sys.stderr)
+    else:
+        _SHOW_WARNING(message, category, filename, lineno, file, line)
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    """``interrupted``, with how many results the command's store keeps when it has one."""
+    from lswag.cli.commands import COMMANDS
+
+    store = next(c for c in COMMANDS if c.name == args.command).store_of(args)
+    if store is None or not Path(store).is_file():
+        return "interrupted"
+    from lswag.store import Store
+
+    try:
+        with Store(store) as opened:
+            return f"interrupted: {opened.count()} results kept in {store}"
+    except LswagError:   # a store never written to: nothing kept
+        return "interrupted"

@@ -14,8 +14,8 @@ from typing import Any
 
 from lswag.cli.flags import add_settings, settings_from
 from lswag.errors import LswagError
-from lswag.settings import (DEVICES, OPTIMIZERS, Budget, Execution, Scoring, SearchConfig, TruthSource,
-                            parse_build_options)
+from lswag.settings import (DEVICES, MAX_SEED, OPTIMIZERS, Budget, Execution, Scoring, SearchConfig, TruthSource,
+                            about, check_output, parse_build_options)
 
 
 def _value_text(value) -> str:
@@ -31,6 +31,31 @@ def _print_json(value: Any) -> None:
 def _format_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("table", "json"), default="table",
                         help="table for reading, json for programs (default table)")
+
+
+def _integer(low: int, high: int | None = None):
+    """An argparse type: an integer in ``low``..``high``; argparse names the flag in its one-line error."""
+    bound = f"at least {low}" if high is None else f"in {low}..{high}"
+
+    def integer(text: str) -> int:
+        value = int(text)   # not an integer: argparse says "invalid integer value"
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be an integer {bound}, got {text}")
+        return value
+    return integer
+
+
+#: an argparse type for seeds (:data:`lswag.settings.MAX_SEED`)
+_SEED = _integer(0, MAX_SEED)
+
+
+def _outputs(*outputs: tuple[str, str | None, bool]) -> None:
+    """Check each ``(flag, path, is a folder)`` output before any work: a file where a folder goes, or the
+    other way round, is a one-line error naming the flag; nothing is written."""
+    for flag, path, folder in outputs:
+        if path is not None:
+            with about(flag, path):
+                check_output(path, folder=folder)
 
 
 def _truth_of(args, metric_list: bool = False) -> TruthSource | None:
@@ -64,6 +89,10 @@ class Command:
 
     def run(self, args: argparse.Namespace) -> None:
         raise NotImplementedError
+
+    def store_of(self, args: argparse.Namespace) -> str | None:
+        """The result store the command writes to, if any (what an interrupted run keeps)."""
+        return None
 
 
 class Score(Command):
@@ -113,7 +142,7 @@ class Bench(Command):
     def add_arguments(self, parser):
         add_settings(parser, Scoring, only=("space",))
         add_settings(parser, TruthSource, required=("path", "metric"))
-        parser.add_argument("--n", type=int, default=1000, help="number of architectures (seeded sample; default 1000)")
+        parser.add_argument("--n", type=_integer(1), default=1000, help="number of architectures (seeded sample)")
         add_settings(parser, Scoring, skip=("space",), defaults={"proxies": "all"},
                      renamed={"seed": "--seed"})
         parser.add_argument("--store", required=True, help="SQLite result store (created, or resumed)")
@@ -121,12 +150,17 @@ class Bench(Command):
         parser.add_argument("--out", help="folder for the correlation table (CSV), heatmap and rank scatters (PNG)")
         _format_flag(parser)
 
+    def store_of(self, args):
+        return args.store
+
     def run(self, args):
         from lswag.bench import BenchConfig, run_bench, write_outputs
 
         config = BenchConfig(settings_from(Scoring, args), _truth_of(args), args.n)
+        execution = settings_from(Execution, args)
+        _outputs(("--store", args.store, False), ("--out", args.out, True))
         start = time.perf_counter()
-        reports = run_bench(config, args.store, settings_from(Execution, args))
+        reports = run_bench(config, args.store, execution)
         wall = time.perf_counter() - start
         rows = sorted(reports, key=lambda r: (math.isnan(r.correlation.spearman), -r.correlation.spearman))
         n = rows[0].correlation.n if rows else 0
@@ -162,7 +196,7 @@ class Layers(Command):
 
     def add_arguments(self, parser):
         add_settings(parser, Scoring, only=("space",))
-        parser.add_argument("--n", type=int, default=1000, help="number of architectures (seeded sample; default 1000)")
+        parser.add_argument("--n", type=_integer(1), default=1000, help="number of architectures (seeded sample)")
         add_settings(parser, TruthSource)
         add_settings(parser, Scoring, only=("data", "batch_size", "image_size", "gradient_draws", "build", "device",
                                             "seed"))
@@ -172,7 +206,9 @@ class Layers(Command):
     def run(self, args):
         from lswag.layers import analyse_layers, plot_profile
 
-        analysis = analyse_layers(settings_from(Scoring, args), n=args.n, truth=_truth_of(args))
+        setup, truth = settings_from(Scoring, args), _truth_of(args)
+        _outputs(("--out", args.out, True))
+        analysis = analyse_layers(setup, n=args.n, truth=truth)
         if args.out:
             plot_profile(analysis, Path(args.out) / "layer_profile.png", title=f"{args.space} gradient statistic")
         if args.format == "json":
@@ -198,12 +234,13 @@ class Heatmap(Command):
 
     def add_arguments(self, parser):
         parser.add_argument("tables", nargs="+", help="correlations.csv files written by lswag bench --out")
-        parser.add_argument("--out", required=True, help="PNG file to write")
+        parser.add_argument("--out", required=True, help="PNG file to write (.png added when it has no suffix)")
 
     def run(self, args):
         from lswag.bench import read_tables
         from lswag.plots import heatmap
 
+        _outputs(("--out", args.out, False))
         print(f"heatmap written to {heatmap(read_tables(args.tables), args.out)}")
 
 
@@ -221,11 +258,11 @@ class Libra(Command):
         parser.add_argument("--setting", action="append", default=[], metavar="[PROXY:]KEY=VALUE",
                             help="stores: keep results computed with this setting, e.g. 'data=*cifar10*', or only "
                                  "for one proxy, e.g. 'l_swag:options=*log*' (wildcards * ?; repeatable)")
-        parser.add_argument("--n", type=int, help="use a seeded sample of N archs (default: all)")
-        parser.add_argument("--calibration", type=int, default=100, help="archs LIBRA is fitted on in each split "
-                                                                         "(default 100)")
-        parser.add_argument("--splits", type=int, default=10, help="random calibration/held-out splits (default 10)")
-        parser.add_argument("--seed", type=int, default=0, help="seed of the sample, the splits and random choices")
+        parser.add_argument("--n", type=_integer(3), help="use a seeded sample of N archs (default: all)")
+        parser.add_argument("--calibration", type=_integer(3), default=100,
+                            help="archs LIBRA is fitted on in each split")
+        parser.add_argument("--splits", type=_integer(1), default=10, help="random calibration/held-out splits")
+        parser.add_argument("--seed", type=_SEED, default=0, help="seed of the sample, the splits and random choices")
         parser.add_argument("--tolerance", type=float, default=0.1, help="z2/z3 pool: rho within this of z1's "
                                                                         "(default 0.1)")
         parser.add_argument("--max-tolerance", type=float, default=0.2, help="widen an empty pool up to this "
@@ -250,6 +287,7 @@ class Libra(Command):
         from lswag.libra import bins_of, evaluate_held_out, read_scores, write_evaluation
 
         proxies = args.proxies.split(",") if args.proxies else None
+        _outputs(("--out", args.out, True))
         table = read_scores(args.scores, metric=args.metric, truth=args.truth, space=args.space,
                             arch_column=args.arch_column, dataset=args.dataset,
                             setting=dict(self._split_setting(text) for text in args.setting),
@@ -263,7 +301,7 @@ class Libra(Command):
         evaluation = evaluate_held_out(table, calibration=args.calibration, splits=args.splits, seed=args.seed,
                                        **options)
         if args.out:
-            csv_path, figure = write_evaluation(evaluation, args.out)
+            csv_path, figure = write_evaluation(evaluation, args.out, benchmark=args.metric)
         if args.format == "json":
             _print_json({"source": evaluation.source, "metric": evaluation.metric, "n": evaluation.n,
                          "skipped": table.skipped, "calibration": evaluation.calibration,
@@ -347,25 +385,35 @@ class Search(Command):
         parser.add_argument("--out", help="JSON file for the result (default beside the store)")
         _format_flag(parser)
 
+    def store_of(self, args):
+        from lswag.search import default_store
+
+        return args.store or str(default_store(args.space))
+
     def run(self, args):
-        from lswag.search import default_result_path, default_store, search
+        from lswag.search import default_result_path, search
 
         metrics = [m for m in (args.metric or "").split(",") if m]
         config = settings_from(SearchConfig, args, scoring=settings_from(Scoring, args, renamed=self.SCORE_SEED),
                                budget=settings_from(Budget, args), truth=_truth_of(args, metric_list=True),
                                more_metrics=tuple(metrics[1:]))
-        store = args.store or default_store(args.space)
-        result = search(config, store, settings_from(Execution, args))
-        out = result.save(args.out or default_result_path(config, store))
+        execution, store = settings_from(Execution, args), self.store_of(args)
+        out = args.out or default_result_path(config, store)
+        _outputs(("--store", store, False), ("--out", str(out), False))
+        result = search(config, store, execution)
+        out = result.save(out)
         if args.format == "json":
             _print_json({**asdict(result), "result_file": str(out)})
             return
         if result.libra:
             print(result.libra)
+        # a resumed search reads its scores from the store: its wall time says nothing of the scoring
+        timing = (f"{result.wall_seconds:.1f} s in this run, {result.scoring_seconds:.1f} s of scoring in all"
+                  if result.new_results else
+                  f"every score read from the store ({result.scoring_seconds:.1f} s of scoring when computed)")
         print(f"{result.strategy} search of {result.space} by {result.fitness}: {result.evaluations} candidates "
               "evaluated" + (f", {result.failures} failed (ranked last)" if result.failures else "")
-              + (f", {result.skipped} skipped (params or FLOPs failed)" if result.skipped else "")
-              + f"; {result.wall_seconds:.1f} s in this run, {result.scoring_seconds:.1f} s of scoring in all")
+              + (f", {result.skipped} skipped (params or FLOPs failed)" if result.skipped else "") + f"; {timing}")
         print(f"best: {result.arch}")
         print("  " + ", ".join(f"{k} {v:.6g}" if v is not None else f"{k} failed" for k, v in result.scores.items()))
         for metric, value in result.truth.items():
@@ -382,15 +430,15 @@ class Train(Command):
         parser.add_argument("--from", dest="result", metavar="RESULT.json", help="a result written by lswag search")
         add_settings(parser, Scoring, only=("build", "data", "image_size"))
         parser.add_argument("--download", action="store_true", help="fetch CIFAR into PATH when it is missing")
-        parser.add_argument("--epochs", type=int, default=10, help="(default 10)")
-        parser.add_argument("--batch-size", type=int, default=64, help="(default 64)")
+        parser.add_argument("--epochs", type=_integer(1), default=10, help="training epochs")
+        parser.add_argument("--batch-size", type=_integer(1), default=64, help="images per training step")
         parser.add_argument("--optimizer", choices=("auto", *OPTIMIZERS), default="auto",
                             help="auto: the space's (adamw for the ViT spaces, sgd otherwise)")
         parser.add_argument("--lr", type=float, help="learning rate (default 0.1 sgd, 1e-3 adamw)")
         parser.add_argument("--weight-decay", type=float, help="default 5e-4 sgd, 0.05 adamw")
         parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                             help="random crop and flip (default: on for CIFAR)")
-        parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the batch order")
+        parser.add_argument("--seed", type=_SEED, default=0, help="seed of the weights and the batch order")
         parser.add_argument("--checkpoint", help="checkpoint file, written every epoch and resumed from")
         parser.add_argument("--device", choices=DEVICES, default="auto", help="where to train: auto, cpu or cuda")
 
@@ -405,14 +453,16 @@ class Train(Command):
             space_name, arch, build = args.space, args.arch, parse_build_options(args.build)
         else:
             raise LswagError("lswag train needs --arch (with --space) or --from a search result")
+        _outputs(("--checkpoint", args.checkpoint, False))
         trained = train_architecture(space_name, arch, build, data=args.data, image_size=args.image_size,
                                      optimizer=args.optimizer, epochs=args.epochs, batch_size=args.batch_size,
                                      lr=args.lr, weight_decay=args.weight_decay, augment=args.augment, seed=args.seed,
                                      checkpoint=args.checkpoint, download=args.download, device=args.device)
         result, recipe = trained.result, trained.recipe
         resumed = f", resumed after epoch {result.resumed_from}" if result.resumed_from else ""
+        epochs = f"{result.epochs} epoch" + ("s" if result.epochs != 1 else "")
         print(f"{space_name} {trained.arch}: test accuracy {result.test_accuracy:.2f}% on {trained.test_images} "
-              f"images after {result.epochs} epochs ({recipe.optimizer}, lr {recipe.lr:g}, batch "
+              f"images after {epochs} ({recipe.optimizer}, lr {recipe.lr:g}, batch "
               f"{recipe.batch_size}; {result.seconds:.1f} s{resumed})"
               + (f"; checkpoint {args.checkpoint}" if args.checkpoint else ""))
 
@@ -422,12 +472,13 @@ class MakeBench(Command):
 
     def add_arguments(self, parser):
         parser.add_argument("--out", required=True, help="CSV table to write (resumed when it exists)")
-        parser.add_argument("--n", type=int, default=500, help="number of cells (seeded sample; default 500)")
-        parser.add_argument("--seed", type=int, default=0, help="seed of the sample")
+        parser.add_argument("--n", type=_integer(1), default=500, help="number of cells (seeded sample)")
+        parser.add_argument("--seed", type=_SEED, default=0, help="seed of the sample")
 
     def run(self, args):
         from lswag import minibench
 
+        _outputs(("--out", args.out, False))
         command = "lswag make-bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["make-bench"] else ""
         path = minibench.make_bench(args.out, n=args.n, seed=args.seed, command=command)
         meta = minibench.load_metadata(path)
@@ -441,19 +492,29 @@ class Demo(Command):
     def add_arguments(self, parser):
         parser.add_argument("--out", default="lswag-demo", help="folder for the store, tables and plots")
         parser.add_argument("--table", help="a table written by lswag make-bench (default: the one shipped with lswag)")
-        parser.add_argument("--n", type=int, help="use a seeded sample of N cells (default: all)")
-        parser.add_argument("--calibration", type=int, default=100, help="cells LIBRA is fitted on (default 100)")
-        parser.add_argument("--population", type=int, default=20, help="evolution population (default 20)")
-        parser.add_argument("--generations", type=int, default=5, help="evolution generations (default 5)")
-        parser.add_argument("--workers", type=int, help="scoring processes (default: 2, or 1 on one core)")
-        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--n", type=_integer(1), help="use a seeded sample of N cells (default: all)")
+        parser.add_argument("--calibration", type=_integer(3), default=100, help="cells LIBRA is fitted on")
+        parser.add_argument("--population", type=_integer(2), default=20, help="evolution population")
+        parser.add_argument("--generations", type=_integer(1), default=5, help="evolution generations")
+        parser.add_argument("--workers", type=_integer(1), help="scoring processes (default: 2, or 1 on one core)")
+        parser.add_argument("--seed", type=_SEED, default=0, help="seed of the batch, the samples and the searches")
         add_settings(parser, Scoring, only=("device",))
         _format_flag(parser)
+
+    def store_of(self, args):
+        from lswag.demo import STORE
+
+        return str(Path(args.out) / STORE)
 
     def run(self, args):
         from lswag import minibench
         from lswag.demo import run_demo
+        from lswag.proxies import Failure
 
+        _outputs(("--out", args.out, True))
+        if args.table:
+            with about("--table", args.table):
+                minibench.load_metadata(args.table)
         report = run_demo(args.out, table=args.table or minibench.TABLE, n=args.n, population=args.population,
                           generations=args.generations, calibration=args.calibration, workers=args.workers,
                           seed=args.seed, device=args.device)
@@ -474,11 +535,18 @@ class Demo(Command):
               f"{len(meta['seeds'])} seeds (the embedded mini-benchmark, {report.table.name})")
         print(f"\nSpearman rho and Kendall tau of each proxy with the cells' test accuracy "
               f"(batch 64 of {meta['data']}, seed {args.seed}):")
-        print(f"{'proxy':<10} {'spearman':>9} {'95% CI':>16} {'kendall':>8} {'s/cell':>7}")
-        for r in sorted(report.correlations, key=lambda r: -r.correlation.spearman):
+        print(f"{'proxy':<10} {'spearman':>9} {'95% CI':>16} {'kendall':>8} {'failures':>8} {'s/cell':>7}")
+        for r in sorted(report.correlations, key=lambda r: (math.isnan(r.correlation.spearman),
+                                                            -r.correlation.spearman)):
             c = r.correlation
-            print(f"{r.proxy:<10} {c.spearman:9.3f} [{c.spearman_ci[0]:6.3f},{c.spearman_ci[1]:6.3f}] "
-                  f"{c.kendall:8.3f} {r.mean_seconds:7.3f}")
+            ranks = (f"{c.note:<35}" if math.isnan(c.spearman) else   # the note says why rho is undefined
+                     f"{c.spearman:9.3f} [{c.spearman_ci[0]:6.3f},{c.spearman_ci[1]:6.3f}] {c.kendall:8.3f}")
+            print(f"{r.proxy:<10} {ranks} {c.failures:8d} {r.mean_seconds:7.3f}")
+        failed = [r for r in report.correlations if r.correlation.failures]
+        if failed:
+            print("failures are ranked last; the store holds each one's reason, e.g. "
+                  + "; ".join(f"{r.proxy}: {next(str(s) for s in r.scores if isinstance(s, Failure))}"
+                              for r in failed[:2]))
         print(f"\n{evaluation.libra.explain()}")
         for method in methods:
             r = evaluation.result(method)

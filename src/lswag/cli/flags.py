@@ -14,7 +14,9 @@ import argparse
 import dataclasses
 from typing import Any, Iterable
 
-from lswag.settings import parse_build_options, parse_options
+from lswag.settings import SettingError, flag_of, parse_build_options, parse_options
+
+__all__ = ["add_settings", "dest_of", "flag_of", "offered", "settings_from"]
 
 _TYPES = {"int": int, "float": float, "str": str}
 
@@ -23,12 +25,6 @@ def _type_of(annotation: str):
     """The argparse type of a field annotated ``int``, ``int | None``, ``float | None``, ``str``..."""
     base = annotation.replace(" | None", "").strip()
     return _TYPES.get(base, str)
-
-
-def flag_of(field: dataclasses.Field, renamed: dict[str, str] | None = None) -> str:
-    """The flag of ``field``: ``renamed``'s, the field's declared one, or ``--field-name``."""
-    renamed = renamed or {}
-    return renamed.get(field.name) or field.metadata.get("flag") or "--" + field.name.replace("_", "-")
 
 
 def dest_of(flag: str) -> str:
@@ -72,14 +68,23 @@ def add_settings(parser: argparse.ArgumentParser, cls, *, only: Iterable[str] | 
             extra["choices"] = meta["choices"]
         else:
             extra["type"] = _type_of(field.type)
-        if default is not None and field.name not in required:
-            extra["help"] = f"{help_text} (default {default})"
         parser.add_argument(flag, default=default, **extra)
 
 
 def settings_from(cls, args: argparse.Namespace, *, renamed: dict[str, str] | None = None, **given):
     """``cls`` made from the parsed ``args`` of :func:`add_settings` (each field from its flag, in
-    its value form) and ``given`` (fields the command sets itself)."""
+    its value form) and ``given`` (fields the command sets itself). A refused value names the flag
+    this command gives it (``renamed``)."""
+    renamed = renamed or {}
+    try:
+        return cls(**_values(cls, args, renamed, given))
+    except SettingError as error:
+        if error.name not in renamed:
+            raise
+        raise SettingError(error.name, renamed[error.name], error.problem) from None
+
+
+def _values(cls, args: argparse.Namespace, renamed: dict[str, str], given: dict[str, Any]) -> dict[str, Any]:
     values = dict(given)
     for field in offered(cls):
         dest = dest_of(flag_of(field, renamed))
@@ -93,4 +98,4 @@ def settings_from(cls, args: argparse.Namespace, *, renamed: dict[str, str] | No
         elif kind == "build":
             text = parse_build_options(text)
         values[field.name] = text
-    return cls(**values)
+    return values

@@ -12,6 +12,7 @@ import numpy as np
 
 from lswag.probe import Record, all_finite
 from lswag.proxies import ProxyFailure, proxy
+from lswag.proxies.inputs import require_float_input
 
 #: the constant added to eigenvalues (jacov) and to |correlations| (epe_nas) in the reference code
 K = 1e-5
@@ -19,11 +20,11 @@ K = 1e-5
 MANY_CLASSES = 100
 
 
-def input_jacobian(record: Record) -> np.ndarray:
-    """J as a float64 array; fails when absent, non-finite, or when a sample's row is constant."""
+def input_jacobian(record: Record, proxy: str) -> np.ndarray:
+    """J as a float64 array; ``proxy`` fails on token inputs (no Jacobian), when J is non-finite, or when a
+    sample's row is constant."""
+    require_float_input(record, proxy, "it differentiates the output with respect to the input")
     jacobian = record.input_jacobian
-    if jacobian is None:
-        raise ProxyFailure("no input Jacobian: the input is not floating-point")
     if jacobian.numel() == 0:
         raise ProxyFailure("the input Jacobian is empty")
     if not all_finite(jacobian):
@@ -49,7 +50,7 @@ def jacov(record: Record, model) -> float:
     the first NASWOT version; higher is better). NASLib takes ``np.linalg.eig`` of the symmetric
     matrix; ``eigvalsh`` gives the same eigenvalues, always real.
     """
-    corr = np.corrcoef(input_jacobian(record))
+    corr = np.corrcoef(input_jacobian(record, "jacov"))
     if not np.all(np.isfinite(corr)):
         raise ProxyFailure("non-finite correlation between input Jacobians")
     shifted = np.linalg.eigvalsh(corr) + K
@@ -89,7 +90,7 @@ def epe_nas(record: Record, model) -> float:
     Follows NASLib's ``epe_nas.py`` (taken from the authors' ``search.py``). A sample whose
     Jacobian is constant (its correlations undefined; NaN in the reference) is a failure.
     """
-    rows = input_jacobian(record)
+    rows = input_jacobian(record, "epe_nas")
     labels = record.batch.y
     if labels.dim() != 1 or labels.is_floating_point() or labels.numel() != rows.shape[0]:
         raise ProxyFailure("EPE-NAS needs one integer class label per sample")

@@ -16,6 +16,7 @@ import torch.nn as nn
 
 from lswag.probe import LAYER_TYPES, logits_of
 from lswag.proxies import ProxyFailure, proxy
+from lswag.proxies.inputs import require_float_input
 
 
 def _without_batchnorm(model: nn.Module) -> nn.Module:
@@ -49,6 +50,7 @@ def synflow_saliency(model: nn.Module, input_shape, device=None, pick_logits=log
 @proxy("synflow", own_pass=("1-sample float64 |w| forward+backward, BN off", "forward+backward"))
 def synflow(record, model) -> float:
     """ln Σ |w ⊙ ∂R/∂w|, R = Σ f(1) of the BN-free |w| network in float64 (SynFlow; NAS-Bench-Suite-Zero)."""
+    require_float_input(record, "synflow", "it feeds the network an all-ones input")
     saliency = synflow_saliency(model, record.batch.x.shape[1:], record.batch.x.device, record.logits)
     total = sum(float(s.sum()) for s in saliency.values())
     if total == 0:

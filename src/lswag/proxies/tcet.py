@@ -7,6 +7,7 @@ import torch
 
 from lswag.probe import Record
 from lswag.proxies import ProxyFailure, proxy
+from lswag.proxies.inputs import require_float_input
 from lswag.proxies.synflow import synflow_saliency
 
 
@@ -42,6 +43,7 @@ def tcet(record: Record, model) -> float:
     layer output, when no layer has both terms, and when every layer's kernel is singular (the
     reference would return 0).
     """
+    require_float_input(record, "tcet", "its SynFlow saliency feeds the network an all-ones input")
     broken = next((layer.name for layer in record.layers
                    if layer.output_logdet is not None and math.isnan(layer.output_logdet)), None)
     if broken is not None:

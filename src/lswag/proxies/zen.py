@@ -15,6 +15,7 @@ import torch.nn as nn
 from lswag.errors import LswagError, unknown_choice
 from lswag.probe import all_finite, initialise, logits_of, private_copy
 from lswag.proxies import ProxyFailure, proxy
+from lswag.proxies.inputs import require_float_input
 
 BN_STATISTICS = ("running", "batch")
 FEATURES = ("auto", "logits")
@@ -177,9 +178,8 @@ def zen(record, model, repeats: int = 1, mixup_gamma: float = 1e-2, bn_statistic
     map does not change with the input (Δ = 0: NASLib's −1e8 cells with no input-output path).
     """
     _check_zen(repeats, mixup_gamma, bn_statistic, feature, seed)
+    require_float_input(record, "zen", "it feeds the network Gaussian noise")
     x = record.batch.x
-    if not x.is_floating_point():
-        raise ProxyFailure("zen needs a floating-point input (it feeds Gaussian noise)")
     generator = torch.Generator().manual_seed(seed)
     scores = []
     for _ in range(repeats):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import random
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,15 +31,18 @@ from tqdm import tqdm
 from lswag import __version__, spaces
 from lswag.truth import GroundTruth
 from lswag.engine import Engine, sample_archs
-from lswag.errors import LswagError, unknown_choice
+from lswag.errors import LswagError, LswagWarning, unknown_choice
 from lswag.proxies import Failure
 from lswag.search.fitness import Fitness, failed_value, make_fitness, plain_value
 from lswag.search.strategies import Archive, Candidate, Evolution, Proposals, Prune, RandomSearch, Strategy
-from lswag.settings import LIBRA_POOL, STRATEGIES, Budget, Execution, SearchConfig
+from lswag.settings import LIBRA_POOL, STRATEGIES, Budget, Execution, SearchConfig, check_output
 from lswag.store import Store
 
-#: the proxies a LIBRA fitness chooses from by default: the zoo less its costliest members
 RESULT_FORMAT = "lswag-search"
+#: supernets above this many parameters take long to prune on a CPU, and the search warns before it starts
+#: (DARTS' at its default C=36, 20 cells: 20.2 M, 45 s per supernet with nwot at batch 64 on one core, 780
+#: supernets; NB201's at C=16, N=5: 1.7 M, 54 supernets)
+PRUNE_WARNING_PARAMS = 5e6
 
 __all__ = ["LIBRA_POOL", "STRATEGIES", "Archive", "Budget", "Candidate", "Fitness", "SearchConfig", "SearchResult",
            "Searcher", "Strategy", "default_result_path", "default_store", "load_result", "make_fitness", "search"]
@@ -62,6 +66,7 @@ class SearchResult:
     skipped: int                             # candidates left out: their params or FLOPs failed
     wall_seconds: float                      # of this run (a resumed one reads the store)
     scoring_seconds: float                   # the fitness proxies' stored seconds: what a fresh run costs
+    new_results: int                         # results this run added to the store (0: all read back, resumed)
     seed: int
     truth: dict[str, float] = field(default_factory=dict)
     history: list[float] = field(default_factory=list)     # best fitness after each generation / round
@@ -71,6 +76,7 @@ class SearchResult:
     settings: dict[str, Any] = field(default_factory=dict)
 
     def save(self, path: str | Path) -> Path:
+        check_output(path, folder=False)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"format": RESULT_FORMAT, "lswag": __version__, **asdict(self)}, indent=2) + "\n")
@@ -106,18 +112,7 @@ class Searcher:
 
     def __init__(self, config: SearchConfig, store_path: str | Path, execution: Execution = Execution(), *,
                  progress: bool = True):
-        c = config
-        if c.strategy not in STRATEGIES:
-            raise unknown_choice("search strategy", c.strategy, STRATEGIES)
-        for name, value, low in (("population", c.population, 2), ("generations", c.generations, 1),
-                                 ("parents", c.parents, 1), ("calibration", c.calibration, 3)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise LswagError(f"{name} must be an integer >= {low}, got {value!r}")
-        if c.evaluations is not None and (not isinstance(c.evaluations, int) or c.evaluations < 1):
-            raise LswagError(f"evaluations must be a positive integer, got {c.evaluations!r}")
-        for name, value in (("mutation_prob", c.mutation_prob), ("crossover_prob", c.crossover_prob)):
-            if not 0 <= value <= 1:
-                raise LswagError(f"{name} must lie in [0, 1], got {value}")
+        c = config   # its numbers were checked when it was made (SearchConfig)
         if c.fitness == "libra" and c.truth is None:
             raise LswagError("fitness libra is fitted on ground truth: give --truth and --metric")
         if c.more_metrics and c.truth is None:
@@ -137,8 +132,9 @@ class Searcher:
                 if metric not in self.truth.columns:
                     raise unknown_choice("metric", metric, [self.truth.metric, *self.truth.columns])
             self.allowed = sorted(self.space.format(a) for a in self.truth.archs())
-        Path(store_path).parent.mkdir(parents=True, exist_ok=True)
+        c.scoring.batch()   # a bad data source fails here, before the store is made
         self.store = Store(store_path, c.scoring.space)
+        self.results_before = self.store.count()
         self.libra = None
         self.calibration_seconds, self.calibration_archs = 0.0, []
         # every proxy the search may score: the fitness's (LIBRA's whole pool), those kept alongside, the
@@ -173,9 +169,8 @@ class Searcher:
         # random search (and evolution's first population) draws, and LIBRA would rank its own fitting set
         archs = [self.space.format(a) for a in
                  sample_archs(self.truth.archs(), self.space, c.calibration, f"libra-calibration-{c.seed}")]
-        bar = tqdm(total=len(archs), desc="LIBRA calibration", unit="arch", disable=not self.progress)
-        scored = self.engine.score(archs, pool, bar)
-        bar.close()
+        with tqdm(total=len(archs), desc="LIBRA calibration", unit="arch", disable=not self.progress) as bar:
+            scored = self.engine.score(archs, pool, bar)
         self.calibration_seconds = sum(r.seconds for arch in archs for r in scored[arch].values())
         self.calibration_archs = archs
         columns = {p: np.array([plain_value(scored[a][p].value) for a in archs]) for p in pool}
@@ -261,14 +256,27 @@ class Searcher:
         start = time.perf_counter()
         archive = Archive(self.fitness)
         strategy = self.strategy(archive)
-        bar = tqdm(total=strategy.total, desc=f"{c.strategy} search ({self.fitness.name})", unit=strategy.unit,
-                   disable=not self.progress)
-        while candidates := strategy.ask():
-            strategy.tell(candidates, self._evaluate(candidates, archive, bar))
-        bar.close()
+        if isinstance(strategy, Prune):
+            self._warn_of_pruning(strategy.total)
+        with tqdm(total=strategy.total, desc=f"{c.strategy} search ({self.fitness.name})", unit=strategy.unit,
+                  disable=not self.progress) as bar:
+            while candidates := strategy.ask():
+                strategy.tell(candidates, self._evaluate(candidates, archive, bar))
         if not archive.archs:
             raise LswagError(f"the search found no admissible candidate ({c.budget.text()})")
         return self._result(strategy.best(), archive, strategy.history, time.perf_counter() - start)
+
+    def _warn_of_pruning(self, supernets: int) -> None:
+        """Warn before pruning a supernet large enough to take long (DARTS' at its defaults: 20 M parameters)."""
+        build = self.config.scoring.build
+        edges = [tuple(ops) for ops in self.space.supernet_edges()]
+        params = sum(p.numel() for p in self.space.supernet(edges, num_classes=10, seed=0, **build).parameters())
+        if params > PRUNE_WARNING_PARAMS:
+            size = ", ".join(f"{k}={v}" for k, v in build.items()) or "its default size"
+            warnings.warn(f"pruning scores up to {supernets} supernets of up to {params / 1e6:.1f} M parameters "
+                          f"({self.space.name} at {size}) one after another, which takes hours on a CPU; a smaller "
+                          "supernet ranks ops much faster (TE-NAS prunes NB201 at C=3, N=1 and DARTS at C=1): "
+                          "give smaller --build widths", LswagWarning, stacklevel=2)
 
     def _result(self, arch: str, archive: Archive, history, wall: float) -> SearchResult:
         c = self.config
@@ -285,7 +293,8 @@ class Searcher:
             space=c.scoring.space, arch=arch, build=dict(c.scoring.build), strategy=c.strategy,
             fitness=self.fitness.name,
             scores=scores, params=scores.get("params"), flops=scores.get("flops"), evaluations=len(archive.archs),
-            failures=failures, skipped=self.skipped, wall_seconds=wall, scoring_seconds=archive.seconds, seed=c.seed,
+            failures=failures, skipped=self.skipped, wall_seconds=wall, scoring_seconds=archive.seconds,
+            new_results=self.store.count() - self.results_before, seed=c.seed,
             truth=truth, history=history, candidates=list(archive.archs), calibration=self.calibration_archs,
             libra=self.libra.explain() if self.libra else "",
             settings={"scoring": asdict(c.scoring), "budget": asdict(c.budget),
