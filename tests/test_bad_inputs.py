@@ -225,8 +225,10 @@ def test_ctrl_c_says_what_the_store_keeps(tmp_path):
     command = [sys.executable, "-m", "lswag.cli", "bench", "--truth", MINI, "--metric", "test_acc", "--n", "500",
                "--proxies", "l_swag,zico", "--build", "C=8", "--build", "N=1", "--store", str(store)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    # a shell's background job ignores SIGINT and its children inherit that: restore the default first
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                               start_new_session=True)
+                               start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
         if store.is_file():
