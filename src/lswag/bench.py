@@ -59,8 +59,8 @@ def run_bench(config: BenchConfig, store_path, execution: Execution = Execution(
     space = setup.search_space
     truth = config.truth.load(setup.space)
     archs = [space.format(a) for a in sample_archs(truth.archs(), space, config.n, setup.seed)]
-    setup.batch()   # a bad data source fails here, before the store is made and the progress bar starts
-    with Store(store_path, setup.space) as store, Engine(setup, store, execution) as engine, \
+    batch = setup.batch()   # a bad data source fails here, before the store is made and the progress bar starts
+    with Store(store_path, setup.space) as store, Engine(setup, store, execution, batch=batch) as engine, \
             tqdm(total=len(archs), desc=f"{setup.space} bench", unit="arch", disable=not progress) as bar:
         scored = engine.score(archs, bar=bar)
     names = setup.names

@@ -235,11 +235,13 @@ class Engine:
     docstring. ``setup.proxies`` are every proxy the run may ask for; each call names the ones it
     needs (default: all of them)."""
 
-    def __init__(self, setup: Scoring, store: Store, execution: Execution = Execution(), *, download: bool = False):
+    def __init__(self, setup: Scoring, store: Store, execution: Execution = Execution(), *,
+                 batch: Batch | None = None, download: bool = False):
+        """``batch``: the fixed batch when the caller has loaded it already (else loaded at the first work)."""
         self.setup, self.store, self.execution, self.download = setup, store, execution, download
         self.fail_fast = execution.fail_fast
         self.keys = setup.store_keys()
-        self._batch: Batch | None = None
+        self._batch = batch
         self._runner: _InProcess | _LocalPool | _Ray | None = None   # started at the first work
         self._in_process: _InProcess | None = None
 

@@ -3,6 +3,7 @@ the library and prints (:meth:`Command.run`). Library modules are imported insid
 that building the parser imports neither torch nor scipy."""
 from __future__ import annotations
 
+import abc
 import argparse
 import json
 import math
@@ -78,17 +79,19 @@ def _correlation_json(report) -> dict[str, Any]:
             "mean_seconds": report.mean_seconds, "note": c.note}
 
 
-class Command:
+class Command(abc.ABC):
     """A subcommand: ``name``, ``help``, its flags and what it runs."""
 
     name: str
     help: str
 
+    @abc.abstractmethod
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        raise NotImplementedError
+        """Declare the command's flags on ``parser``."""
 
+    @abc.abstractmethod
     def run(self, args: argparse.Namespace) -> None:
-        raise NotImplementedError
+        """Call the library with the parsed ``args`` and print what it returns."""
 
     def store_of(self, args: argparse.Namespace) -> str | None:
         """The result store the command writes to, if any (what an interrupted run keeps)."""

@@ -132,7 +132,7 @@ class Searcher:
                 if metric not in self.truth.columns:
                     raise unknown_choice("metric", metric, [self.truth.metric, *self.truth.columns])
             self.allowed = sorted(self.space.format(a) for a in self.truth.archs())
-        c.scoring.batch()   # a bad data source fails here, before the store is made
+        batch = c.scoring.batch()   # a bad data source fails here, before the store is made
         self.store = Store(store_path, c.scoring.space)
         self.results_before = self.store.count()
         self.libra = None
@@ -145,7 +145,8 @@ class Searcher:
         options = {name: chosen for name, chosen in c.scoring.options.items() if name in every}
         self.engine: Engine | None = None
         try:
-            self.engine = Engine(replace(c.scoring, proxies=every, options=options), self.store, execution)
+            self.engine = Engine(replace(c.scoring, proxies=every, options=options), self.store, execution,
+                                 batch=batch)
             if c.fitness == "libra":
                 self.libra = self._fit_libra(pool)
             self.fitness = make_fitness(c.fitness, self.libra)
