@@ -34,7 +34,9 @@ EXECUTORS = ("local", "ray")
 #: rows of a truth file that are the same architecture: an error, or their mean (:func:`lswag.truth.load_truth`)
 DUPLICATES = ("error", "mean")
 #: search strategies (:mod:`lswag.search.strategies`)
-STRATEGIES = ("evolution", "random", "prune")
+STRATEGIES = ("evolution", "random", "prune", "optuna-tpe", "optuna-nsga2")
+#: what a search may minimise beside its fitness (a Pareto front): #params, FLOPs and measured latency
+COSTS = ("params", "flops", "latency")
 #: the proxies a LIBRA fitness chooses from by default: the zoo less its costliest members
 LIBRA_POOL = ("l_swag", "zico", "swap", "nwot", "synflow", "grad_norm", "snip", "fisher", "plain", "l2_norm",
               "jacov", "params", "flops")
@@ -228,6 +230,12 @@ class Scoring:
 
         check_integer(self, "batch_size", 1)
         check_seed(self.seed)
+        object.__setattr__(self, "minimise", tuple(dict.fromkeys(self.minimise)))
+        for cost in self.minimise:
+            if cost not in COSTS:
+                raise unknown_choice("cost to minimise", cost, COSTS)
+        if self.optuna_storage and not self.strategy.startswith("optuna-"):
+            raise _refuse(self, "optuna_storage", f"is for the optuna-* strategies, not {self.strategy}")
         check_image_size(self.image_size)
         # refused even when no proxy draws gradients: the draws are part of every store key
         check_integer(self, "gradient_draws", 1, self.batch_size,
@@ -413,6 +421,12 @@ class SearchConfig:
                                           help=f"proxies LIBRA chooses from (default {','.join(LIBRA_POOL)})")
     also: tuple[str, ...] = setting((), kind="csv", help="proxies also scored with every candidate, sharing its "
                                                          "passes, so that other searches find them in the store")
+    minimise: tuple[str, ...] = setting((), kind="csv", choices=COSTS,
+                                        help=f"costs minimised beside the fitness ({', '.join(COSTS)}): the search "
+                                             "returns the Pareto front of fitness against them")
+    optuna_storage: str | None = setting(None, help="optuna-* strategies: also write the Optuna study to this "
+                                                    "storage URL (e.g. sqlite:///study.db) for Optuna's plots and "
+                                                    "dashboard")
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -427,3 +441,9 @@ class SearchConfig:
         check_fraction(self, "mutation_prob")
         check_fraction(self, "crossover_prob")
         check_seed(self.seed)
+        object.__setattr__(self, "minimise", tuple(dict.fromkeys(self.minimise)))
+        for cost in self.minimise:
+            if cost not in COSTS:
+                raise unknown_choice("cost to minimise", cost, COSTS)
+        if self.optuna_storage and not self.strategy.startswith("optuna-"):
+            raise _refuse(self, "optuna_storage", f"is for the optuna-* strategies, not {self.strategy}")

@@ -14,7 +14,7 @@ import inspect
 import json
 import numbers
 import random
-from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterator, Mapping, Protocol, Sequence
 
 import torch
 import torch.nn as nn
@@ -151,6 +151,31 @@ class SupernetSpace(SearchSpace):
         """The architecture of a fully pruned supernet's ``edges``; a one-line error when not fully pruned."""
 
 
+class Chooser(Protocol):
+    """What a :class:`ChoiceSpace` asks its choices of: a recorder, a replay of stored choices, a random
+    draw (:mod:`lswag.spaces.family`) or an Optuna trial (:mod:`lswag.search.samplers`). Names are unique
+    within an architecture; a later choice may depend on an earlier one's answer (its options, its count)."""
+
+    def choice(self, name: str, options: Sequence[Any]) -> Any:
+        """One of ``options`` (numbers, strings, booleans)."""
+
+    def choices(self, name: str, options: Sequence[Any], count: int) -> list[Any]:
+        """``count`` independent answers from ``options`` (a per-layer choice), as a list."""
+
+    def integer(self, name: str, low: int, high: int, step: int = 1) -> int:
+        """An integer of ``low``, ``low + step``, ..., ``high``."""
+
+
+class ChoiceSpace(SearchSpace):
+    """A space whose architectures are made of named choices asked one after another (define-by-run):
+    :meth:`ask` makes an architecture from whatever answers a :class:`Chooser` gives. Optuna's samplers
+    search such a space (the ``optuna-*`` strategies, :mod:`lswag.search.samplers`)."""
+
+    @abc.abstractmethod
+    def ask(self, trial: Chooser) -> Hashable:
+        """The architecture made of the choices ``trial`` answers, asked in the space's order."""
+
+
 def check_int(value: Any, what: str, minimum: int = 0, maximum: int | None = None) -> int:
     """``value`` as an int, or a one-line error naming ``what`` and the range it must lie in."""
     if (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum
@@ -215,5 +240,5 @@ def proxy_defaults(space: SearchSpace | str) -> dict[str, dict[str, Any]]:
 
 from lswag.spaces import autoformer, darts, nb101, nb201, tnb101  # noqa: E402  (register themselves)
 
-__all__ = ["SearchSpace", "SupernetSpace", "check_int", "decoded", "get", "names", "proxy_defaults", "register",
+__all__ = ["ChoiceSpace", "Chooser", "SearchSpace", "SupernetSpace", "check_int", "decoded", "get", "names", "proxy_defaults", "register",
            "seeded", "autoformer", "darts", "nb101", "nb201", "tnb101"]

@@ -27,7 +27,7 @@ import torch.nn as nn
 
 from lswag.errors import LswagError
 from lswag.proxies.tenas import HasThinNetwork
-from lswag.spaces import SupernetSpace, check_int, register, seeded
+from lswag.spaces import ChoiceSpace, Chooser, SupernetSpace, check_int, register, seeded
 
 #: op names in NB201 order (the order of the lexicographic product behind the official index)
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -316,7 +316,7 @@ class ThinNetwork(nn.Module):
         return self.classifier(torch.flatten(self.global_pooling(self.lastact(self.cell(x))), 1))
 
 
-class NB201Space(SupernetSpace):
+class NB201Space(SupernetSpace, ChoiceSpace):
     """The NAS-Bench-201 / NATS-Bench topology search space (xautodl ``TinyNetwork``)."""
 
     name = "nb201"
@@ -353,6 +353,10 @@ class NB201Space(SupernetSpace):
 
     def size(self) -> int:
         return NUM_ARCHS
+
+    def ask(self, trial: Chooser) -> Cell:
+        """The cell of the op ``trial`` chooses on each edge (choices ``edge0``..``edge5``, :data:`EDGES` order)."""
+        return _cell_from_ops([trial.choice(f"edge{i}", OPS) for i in range(len(EDGES))], "the trial's choices")
 
     def enumerate(self) -> Iterator[Cell]:
         """Every cell in lexicographic product order (first edge most significant), xautodl's
