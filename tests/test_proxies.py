@@ -556,6 +556,34 @@ def test_params_and_flops_hand_counted():
     assert got["params"] == pytest.approx(count / 1e6, rel=1e-12)
 
 
+class _TokenViT(nn.Module):
+    """Patch embedding, PyTorch's own Transformer encoder layers, mean pooling: a user's ViT."""
+
+    def __init__(self, dim, ratios, heads, patch=4, size=16, classes=5):
+        super().__init__()
+        self.embed = nn.Conv2d(3, dim, patch, patch)
+        self.blocks = nn.Sequential(*[nn.TransformerEncoderLayer(dim, h, r * dim, activation=nn.GELU(), dropout=0.0,
+                                                                 batch_first=True, norm_first=True)
+                                      for r, h in zip(ratios, heads)])
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x):
+        return self.head(self.blocks(self.embed(x).flatten(2).transpose(1, 2)).mean(1))
+
+
+def test_flops_count_the_attention_of_pytorch_transformer_layers():
+    """PyTorch's fused encoder fast path and its CPU attention kernel are invisible to the FLOP counter:
+    flops once counted this ViT as its patch embedding alone."""
+    dim, ratios, tokens = 8, (2, 3), (16 // 4) ** 2
+    model = _TokenViT(dim, ratios, (2, 4))
+    batch = make_batch(randn(3, 3, 16, 16), num_classes=5)
+    embed = tokens * 3 * 4 * 4 * dim
+    # per block: q, k, v and output projections, the two attention products, the MLP
+    blocks = sum(4 * tokens * dim * dim + 2 * tokens * tokens * dim + 2 * tokens * dim * r * dim for r in ratios)
+    assert lswag.score(model, batch, ["flops"])["flops"] == pytest.approx((embed + blocks + dim * 5) / 1e6, rel=1e-12)
+    assert torch.backends.mha.get_fastpath_enabled()     # left as it was
+
+
 def test_nb201_cell_11_params_and_flops():
     space = lswag.spaces.get("nb201")
     model = space.build(space.parse("11"), seed=0)
