@@ -217,7 +217,7 @@ def test_a_fitness_failing_everywhere_is_an_error(tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--strategy", "greedy"], "argument --strategy: invalid choice: 'greedy' (choose from 'evolution', 'random', 'prune')"),
+    (["--strategy", "greedy"], "argument --strategy: invalid choice: 'greedy' (choose from 'evolution', 'random', 'prune', 'optuna-tpe', 'optuna-nsga2')"),
     (["--fitness", "libra"], "fitness libra is fitted on ground truth: give --truth and --metric"),
     (["--max-params", "0.00001"], "no nb201 architecture fits the budget"),
     (["--min-flops", "5", "--max-flops", "1"], "--min-flops 5.0 is above --max-flops 1.0: no architecture fits"),

@@ -19,7 +19,7 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 #: public name -> the module that defines it
 _EXPORTS = {"Batch": "lswag.data", "load_batch": "lswag.data", "LswagError": "lswag.errors",
             "Failure": "lswag.proxies", "ProxyResult": "lswag.scoring", "evaluate": "lswag.scoring",
-            "score": "lswag.scoring", "spaces": "lswag.spaces"}
+            "score": "lswag.scoring", "space": "lswag.spaces.family", "spaces": "lswag.spaces"}
 
 __all__ = [*_EXPORTS, "__version__"]
 

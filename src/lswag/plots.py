@@ -7,11 +7,13 @@ when the first figure is made, and only if the user has chosen none (``MPLBACKEN
 * :func:`heatmap`: Spearman ρ of proxies (rows) on benchmarks (columns), like the paper's Fig. 3.
 * :func:`rank_scatter`: rank a proxy predicts against the true rank of each architecture, like
   its Fig. 8; rank 1 is the best (most accurate, highest score), failures take the last ranks.
+* :func:`pareto`: a multi-objective search's candidates and Pareto front, fitness against the first cost.
 """
 from __future__ import annotations
 
 import math
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +72,35 @@ def rank_scatter(proxy: str, scores, truth, path) -> Path:
     axes.set_xlabel("true rank (1 = most accurate)")
     axes.set_ylabel(f"rank by {proxy} (1 = highest score)")
     axes.set_title(proxy)
+    return save_figure(figure, path)
+
+
+def pareto(result, path) -> Path:
+    """The Pareto front of a search that minimised costs (a :class:`lswag.search.SearchResult` or its
+    saved JSON) as a PNG: every candidate in grey, fitness (y) against the first cost (x, on a log
+    scale when it spans more than 10x), the front highlighted and joined as a step line, each front
+    point labelled with its index (``lswag train --pick N``)."""
+    from lswag.settings import COST_UNITS
+
+    data = result if isinstance(result, dict) else asdict(result)
+    cost, front, objectives = data["minimise"][0], data["front"], data["objectives"]
+    every = [(x, y) for x, y in zip(objectives[cost], objectives["fitness"]) if x is not None and y is not None]
+    figure, axes = subplots(figsize=(6, 4.5))
+    if every:
+        axes.scatter(*zip(*every), s=10, color="lightgrey", label=f"candidates ({len(every)})")
+    xs, ys = [p[cost] for p in front], [p["fitness"] for p in front]
+    axes.step(xs, ys, where="post", color="tab:red", linewidth=1)
+    axes.scatter(xs, ys, s=24, color="tab:red", zorder=3, label=f"Pareto front ({len(front)})")
+    for index, (x, y) in enumerate(zip(xs, ys)):
+        axes.annotate(str(index), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    spread = [x for x, _ in every] or xs
+    if min(spread) > 0 and max(spread) > 10 * min(spread):
+        axes.set_xscale("log")
+    axes.set_xlabel(f"{cost} ({COST_UNITS[cost]}, minimised)")
+    axes.set_ylabel(f"fitness {data['fitness']} (maximised)")
+    others = f"; also minimised: {', '.join(data['minimise'][1:])}" if len(data["minimise"]) > 1 else ""
+    axes.set_title(f"{data['strategy']} search of {data['space']}{others}", fontsize=10)
+    axes.legend(fontsize=8)
     return save_figure(figure, path)
 
 

@@ -37,6 +37,8 @@ DUPLICATES = ("error", "mean")
 STRATEGIES = ("evolution", "random", "prune", "optuna-tpe", "optuna-nsga2")
 #: what a search may minimise beside its fitness (a Pareto front): #params, FLOPs and measured latency
 COSTS = ("params", "flops", "latency")
+#: the unit of each cost, as its proxy gives it and as budgets bound it
+COST_UNITS = {"params": "M", "flops": "M", "latency": "ms"}
 #: the proxies a LIBRA fitness chooses from by default: the zoo less its costliest members
 LIBRA_POOL = ("l_swag", "zico", "swap", "nwot", "synflow", "grad_norm", "snip", "fisher", "plain", "l2_norm",
               "jacov", "params", "flops")
@@ -230,12 +232,6 @@ class Scoring:
 
         check_integer(self, "batch_size", 1)
         check_seed(self.seed)
-        object.__setattr__(self, "minimise", tuple(dict.fromkeys(self.minimise)))
-        for cost in self.minimise:
-            if cost not in COSTS:
-                raise unknown_choice("cost to minimise", cost, COSTS)
-        if self.optuna_storage and not self.strategy.startswith("optuna-"):
-            raise _refuse(self, "optuna_storage", f"is for the optuna-* strategies, not {self.strategy}")
         check_image_size(self.image_size)
         # refused even when no proxy draws gradients: the draws are part of every store key
         check_integer(self, "gradient_draws", 1, self.batch_size,
@@ -275,10 +271,14 @@ class Scoring:
     def store_keys(self) -> dict[str, dict[str, Any]]:
         """The store key of each proxy: ``{proxy: settings}``. It names the proxy's implementation
         version (:attr:`lswag.proxies.Proxy.version`), not lswag's: a release reuses every stored
-        score but those of a proxy whose values it changed."""
+        score but those of a proxy whose values it changed. A timed proxy's (:attr:`lswag.proxies.Proxy.timed`,
+        latency) also names where it is timed: the device, the processor (:func:`lswag.proxies.latency.timing_host`;
+        this machine's, so a Ray cluster of unlike machines mixes them) and the torch threads it runs on."""
         import torch
 
         from lswag import proxies as registry
+        from lswag.engine import SCORING_THREADS
+        from lswag.proxies.latency import timing_host
         from lswag.scoring import resolve_device
 
         common = {"data": self.data, "batch_size": self.batch_size, "seed": self.seed,
@@ -289,8 +289,13 @@ class Scoring:
             common["device"] = self.device
         if self.search_space.memory_format(resolve_device(self.device)) == torch.channels_last:
             common["memory_format"] = "channels_last"   # values differ by rounding from the default layout's
-        return {name: {**common, "options": self.resolved_options.get(name, {}),
+        keys = {name: {**common, "options": self.resolved_options.get(name, {}),
                        "implementation": registry.get(name).version} for name in self.names}
+        timed = [name for name in self.names if registry.get(name).timed]
+        if timed:
+            where = {"device": self.device, "host": timing_host(self.device), "threads": SCORING_THREADS}
+            keys.update({name: {**keys[name], **where} for name in timed})
+        return keys
 
     def batch(self, download: bool = False) -> Batch:
         """The fixed batch every architecture is scored on; a problem with the source names ``--data``."""
@@ -356,30 +361,39 @@ class Execution:
 
 @dataclass(frozen=True)
 class Budget:
-    """Parameter and FLOP limits in millions (``params`` and ``flops`` proxies); None is no limit."""
+    """Limits on the costs of :data:`COSTS` (their proxies' values, in :data:`COST_UNITS`): params and FLOPs
+    in millions, latency in milliseconds (measured on the scoring device, :mod:`lswag.proxies.latency`);
+    None is no limit. Latency has an upper limit only: a least latency would ask for slower networks."""
 
     min_params: float | None = setting(None, help="least params in millions")
     max_params: float | None = setting(None, help="most params in millions")
     min_flops: float | None = setting(None, help="least FLOPs in millions")
     max_flops: float | None = setting(None, help="most FLOPs in millions")
+    max_latency_ms: float | None = setting(None, help="most latency in milliseconds: the median eval-mode forward "
+                                                      "of one input on the scoring device (use --workers 1 for "
+                                                      "uncontended timings)")
 
     def __post_init__(self):
-        for name in ("min_params", "max_params", "min_flops", "max_flops"):
-            value = getattr(self, name)
+        for limit in fields(self):
+            value = getattr(self, limit.name)
             if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)
                                       or not 0 <= value < float("inf")):
-                raise _refuse(self, name, f"must be a finite number >= 0 (millions), got {value!r}")
+                unit = "milliseconds" if limit.name.endswith("_ms") else "millions"
+                raise _refuse(self, limit.name, f"must be a finite number >= 0 ({unit}), got {value!r}")
         for kind in ("params", "flops"):
             low, high = self.limits(kind)
             if low is not None and high is not None and low > high:
                 raise _refuse(self, f"min_{kind}", f"{low} is above --max-{kind} {high}: no architecture fits")
 
     def limits(self, kind: str) -> tuple[float | None, float | None]:
-        return {"params": (self.min_params, self.max_params), "flops": (self.min_flops, self.max_flops)}[kind]
+        """(least, most) of the cost ``kind`` of :data:`COSTS`, in its unit (:data:`COST_UNITS`)."""
+        return {"params": (self.min_params, self.max_params), "flops": (self.min_flops, self.max_flops),
+                "latency": (None, self.max_latency_ms)}[kind]
 
     @property
     def proxies(self) -> tuple[str, ...]:
-        return tuple(kind for kind in ("params", "flops") if self.limits(kind) != (None, None))
+        """The costs the budget limits (their proxies score every candidate before it is admitted)."""
+        return tuple(kind for kind in COSTS if self.limits(kind) != (None, None))
 
     def admits(self, costs: Mapping[str, float]) -> bool:
         for kind in self.proxies:
@@ -392,7 +406,8 @@ class Budget:
         parts = []
         for kind in self.proxies:
             low, high = self.limits(kind)
-            parts.append(f"{kind} in [{'-inf' if low is None else low}, {'inf' if high is None else high}] M")
+            parts.append(f"{kind} in [{'-inf' if low is None else low}, {'inf' if high is None else high}] "
+                         f"{COST_UNITS[kind]}")
         return " and ".join(parts) or "no budget"
 
 
@@ -435,8 +450,9 @@ class SearchConfig:
             check_integer(self, "evaluations", 1)
         check_integer(self, "population", 2)
         check_integer(self, "generations", 1)
-        check_integer(self, "parents", 1, self.population, why=" (at most --population, or the first generation "
-                                                              "breeds from all its candidates)")
+        if self.strategy == "evolution":      # the others breed no parents
+            check_integer(self, "parents", 1, self.population, why=" (at most --population, or the first generation "
+                                                                  "breeds from all its candidates)")
         check_integer(self, "calibration", 3)
         check_fraction(self, "mutation_prob")
         check_fraction(self, "crossover_prob")
@@ -447,3 +463,6 @@ class SearchConfig:
                 raise unknown_choice("cost to minimise", cost, COSTS)
         if self.optuna_storage and not self.strategy.startswith("optuna-"):
             raise _refuse(self, "optuna_storage", f"is for the optuna-* strategies, not {self.strategy}")
+        if self.minimise and self.strategy == "prune":
+            raise _refuse(self, "minimise", "needs a strategy that proposes architectures (evolution, random, "
+                                            "optuna-*): prune scores supernets, which have no Pareto front")

@@ -354,11 +354,12 @@ class Proxies(Command):
         from lswag.probe import PASS_OF_NEED
 
         rows = []
-        for name in proxies.names():
+        for name in proxies.names(timed=True):
             entry = proxies.get(name)
             passes = sorted({PASS_OF_NEED[need] for need in entry.needs})
             rows.append({"name": name, "summary": entry.summary, "cost": entry.cost, "passes": passes,
-                         "own_pass": entry.own_pass, "options": entry.defaults, "version": entry.version})
+                         "own_pass": entry.own_pass, "options": entry.defaults, "version": entry.version,
+                         "timed": entry.timed})
         if args.format == "json":
             _print_json(rows)
             return
@@ -401,12 +402,17 @@ class Search(Command):
                                budget=settings_from(Budget, args), truth=_truth_of(args, metric_list=True),
                                more_metrics=tuple(metrics[1:]))
         execution, store = settings_from(Execution, args), self.store_of(args)
-        out = args.out or default_result_path(config, store)
-        _outputs(("--store", store, False), ("--out", str(out), False))
+        out = Path(args.out or default_result_path(config, store))
+        plot = out.with_suffix(".png") if config.minimise else None   # the front's, beside the result
+        _outputs(("--store", store, False), ("--out", str(out), False), ("--out", plot and str(plot), False))
         result = search(config, store, execution)
         out = result.save(out)
+        if plot is not None:
+            from lswag.plots import pareto
+
+            plot = pareto(result, plot)
         if args.format == "json":
-            _print_json({**asdict(result), "result_file": str(out)})
+            _print_json({**asdict(result), "result_file": str(out), **({"plot": str(plot)} if plot else {})})
             return
         if result.libra:
             print(result.libra)
@@ -421,7 +427,36 @@ class Search(Command):
         print("  " + ", ".join(f"{k} {v:.6g}" if v is not None else f"{k} failed" for k, v in result.scores.items()))
         for metric, value in result.truth.items():
             print(f"  {metric}: {value if value is None else f'{value:.2f}'} (ground truth, {args.truth})")
-        print(f"result written to {out} (rebuild: lswag train --from {out})")
+        if plot is not None:
+            self.print_front(result, args.truth)
+            print(f"front plotted in {plot}")
+        if result.settings.get("optuna_study"):
+            storage = result.settings.get("optuna_storage")
+            print(f"Optuna study {result.settings['optuna_study']}"
+                  + (f" in {storage} (optuna-dashboard {storage})" if storage else " (in memory: give --optuna-storage "
+                                                                                    "to keep it)"))
+        if result.settings.get("stopped"):
+            print(f"stopped early: {result.settings['stopped']}")
+        print(f"result written to {out} (rebuild: lswag train --from {out}"
+              + (" [--pick N for point N of the front])" if plot is not None else ")"))
+
+    @staticmethod
+    def print_front(result, truth_file: str | None) -> None:
+        """The Pareto front as a table: its index (``--pick``), the arch shortened, fitness, costs, truth."""
+        from lswag.settings import COST_UNITS
+
+        metrics = list(result.front[0].get("truth", {})) if result.front else []
+        print(f"Pareto front of {result.fitness} against {', '.join(result.minimise)}: {len(result.front)} of "
+              f"{result.evaluations} candidates" + (f" (truth from {truth_file})" if metrics else ""))
+        header = ["#", "arch", "fitness", *(f"{c} ({COST_UNITS[c]})" for c in result.minimise), *metrics]
+        rows = [[str(i), point["arch"] if len(point["arch"]) <= 40 else point["arch"][:37] + "...",
+                 f"{point['fitness']:.4g}", *(f"{point[c]:.4g}" for c in result.minimise),
+                 *("-" if point["truth"].get(m) is None else f"{point['truth'][m]:.2f}" for m in metrics)]
+                for i, point in enumerate(result.front)]
+        widths = [max(len(row[j]) for row in [header, *rows]) for j in range(len(header))]
+        for row in [header, *rows]:
+            print("  " + "  ".join(cell.ljust(width) if j == 1 else cell.rjust(width)
+                                   for j, (cell, width) in enumerate(zip(row, widths))))
 
 
 class Train(Command):
@@ -431,6 +466,9 @@ class Train(Command):
         add_settings(parser, Scoring, only=("space",))
         parser.add_argument("--arch", help="architecture in any text form of the space")
         parser.add_argument("--from", dest="result", metavar="RESULT.json", help="a result written by lswag search")
+        parser.add_argument("--pick", type=_integer(0), metavar="N",
+                            help="with --from a search with --minimise: train point N of its Pareto front (0-based, "
+                                 "as lswag search numbers them; default: the best by fitness)")
         add_settings(parser, Scoring, only=("build", "data", "image_size"))
         parser.add_argument("--download", action="store_true", help="fetch CIFAR into PATH when it is missing")
         parser.add_argument("--epochs", type=_integer(1), default=10, help="training epochs")
@@ -449,9 +487,13 @@ class Train(Command):
         from lswag.search import load_result
         from lswag.train import train_architecture
 
+        if args.pick is not None and not args.result:
+            raise LswagError("--pick needs --from RESULT.json: it picks a point of that search's Pareto front")
         if args.result:
             found = load_result(args.result)
             space_name, arch, build = found["space"], found["arch"], found["build"]
+            if args.pick is not None:
+                arch = _front_point(found, args.result, args.pick)["arch"]
         elif args.arch:
             space_name, arch, build = args.space, args.arch, parse_build_options(args.build)
         else:
@@ -468,6 +510,19 @@ class Train(Command):
               f"images after {epochs} ({recipe.optimizer}, lr {recipe.lr:g}, batch "
               f"{recipe.batch_size}; {result.seconds:.1f} s{resumed})"
               + (f"; checkpoint {args.checkpoint}" if args.checkpoint else ""))
+
+
+def _front_point(found: dict[str, Any], path: str, pick: int) -> dict[str, Any]:
+    """Point ``pick`` of the Pareto front of the search result ``found`` (read from ``path``); a one-line
+    error naming --pick when the result has no front or the front has no such point."""
+    front = found.get("front") or []
+    if not front:
+        raise LswagError(f"--pick {pick}: {path} has no Pareto front (a search without --minimise); train its "
+                         "best architecture without --pick")
+    if pick >= len(front):
+        raise LswagError(f"--pick {pick} is out of range: the Pareto front of {path} has {len(front)} points, "
+                         f"0..{len(front) - 1}")
+    return front[pick]
 
 
 class MakeBench(Command):

@@ -8,6 +8,8 @@ fisher, grasp, zico), ``jacobian`` (jacov, epe_nas), ``activation`` (nwot, swap,
 (l_swag), ``synflow``, ``size`` (params, flops, l2_norm), ``zen``, ``tcet``, and the per-network
 components of the pool ensembles of :mod:`lswag.ensembles`: ``aznas`` (az_expressivity,
 az_progressivity, az_trainability, az_complexity) and ``tenas`` (te_ntk_cond, te_linear_regions).
+``latency`` (a cost a search may minimise) is measured, not computed: registered ``timed``
+(:attr:`Proxy.timed`), it is left out of :func:`names` and so of ``all``.
 """
 from __future__ import annotations
 
@@ -55,6 +57,9 @@ class Proxy:
     #: the version of the proxy's implementation: bump it when a change to its code changes its values. The
     #: store key holds it (:mod:`lswag.store`), so scores of the old implementation are not reused
     version: int = 1
+    #: measured on the machine (a wall time), not computed from the network: its value depends on where it runs,
+    #: which its store key names (:meth:`lswag.settings.Scoring.store_keys`), and it is no member of ``all``
+    timed: bool = False
 
     @property
     def cost(self) -> str:
@@ -89,7 +94,8 @@ _REGISTRY: dict[str, Proxy] = {}
 def proxy(name: str, needs: set[str] | frozenset[str] | Callable[..., set[str]] = frozenset(),
           validate: Callable[..., None] | None = None, own_pass: tuple[str, str] | None = None,
           probe_settings: Callable[..., dict[str, Any]] | None = None,
-          ceiling: Callable[..., tuple[float, str] | None] | None = None, version: int = 1):
+          ceiling: Callable[..., tuple[float, str] | None] | None = None, version: int = 1,
+          timed: bool = False):
     """Register ``function(record, model, **options) -> float`` under ``name``.
 
     ``needs`` is a set of :data:`lswag.probe.NEEDS`, or a function of the proxy's options returning
@@ -101,6 +107,7 @@ def proxy(name: str, needs: set[str] | frozenset[str] | Callable[..., set[str]] 
     ``ceiling(record, model, **options)`` returns the most the value can be on that record and what
     that bound is (:attr:`Proxy.ceiling`), so that :func:`ceiling_warning` can say when it is reached.
     ``version`` is the implementation's (:attr:`Proxy.version`): bump it when a change changes the values.
+    ``timed`` marks a measurement (:attr:`Proxy.timed`).
     """
     def decorate(function):
         if name in _REGISTRY:   # a second proxy under the name would silently replace the first
@@ -111,7 +118,7 @@ def proxy(name: str, needs: set[str] | frozenset[str] | Callable[..., set[str]] 
             raise unknown_choice("cost class", own_cost, COST_CLASSES)
         entry = Proxy(name, function, frozenset() if needs_of else frozenset(needs),
                       function.__module__.rsplit(".", 1)[-1], validate, description, needs_of, probe_settings,
-                      own_cost, ceiling, version)
+                      own_cost, ceiling, version, timed)
         if needs_of:
             entry = replace(entry, needs=entry.needs_for({}))
         _REGISTRY[name] = entry
@@ -134,8 +141,10 @@ def get(name: str) -> Proxy:
     return _REGISTRY[name]
 
 
-def names() -> list[str]:
-    return sorted(_REGISTRY)
+def names(timed: bool = False) -> list[str]:
+    """The registered proxies, sorted: those computed from the network (what ``all`` means), and with
+    ``timed`` the measured ones too (:attr:`Proxy.timed`: a wall time is neither deterministic nor zero-cost)."""
+    return sorted(name for name, entry in _REGISTRY.items() if timed or not entry.timed)
 
 
 def check_options(name: str, options: dict[str, Any]) -> None:
@@ -174,5 +183,5 @@ def ceiling_warning(name: str, value: float | Failure, record: Record, model: nn
     return f"{name} = {value:.6g} is pinned at its ceiling ({bound[1]})"
 
 
-from lswag.proxies import (activation, aznas, gradient, jacobian, lswag, size, synflow, tcet,  # noqa: E402,F401
-                           tenas, zen)  # (register)
+from lswag.proxies import (activation, aznas, gradient, jacobian, latency, lswag, size, synflow,  # noqa: E402,F401
+                           tcet, tenas, zen)  # (register)

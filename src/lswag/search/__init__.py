@@ -1,7 +1,10 @@
 """``lswag search``: zero-shot search that returns a network to train (METHOD.md §6).
 
 Strategies (:mod:`lswag.search.strategies`, behind one ask/tell interface): ``evolution``,
-``random`` and ``prune``.
+``random`` and ``prune``; and Optuna's samplers ``optuna-tpe`` and ``optuna-nsga2``
+(:mod:`lswag.search.samplers`) on spaces made of named choices (:class:`lswag.spaces.ChoiceSpace`).
+With costs to minimise (``minimise``: params, FLOPs, latency) the search keeps the Pareto front of
+its fitness against them (:mod:`lswag.search.pareto`).
 
 The fitness (:class:`Fitness`) is a proxy, a rank combination of proxies (``rank:a,b,c``,
 ``az_nas``, ``te_nas``) or a fitted LIBRA. Rank combinations score a candidate against a pool;
@@ -12,12 +15,18 @@ Every candidate is scored through the scoring engine of ``lswag bench``
 (:class:`lswag.engine.Engine`, one per search) with the same store keys, so a search reuses what a benchmark run
 scored, and an interrupted search rerun with the same settings replays its draws against the
 store, computing only what it had not finished: it resumes from where it stopped, exactly.
-Parameter and FLOP budgets (in millions, as the ``params`` and ``flops`` proxies) are checked
-on every candidate before it is scored.
+Budgets on params and FLOPs (in millions, as the ``params`` and ``flops`` proxies) and latency
+(milliseconds, :mod:`lswag.proxies.latency`) are checked on every candidate before it is scored.
+
+With costs to minimise (``minimise``: params, flops, latency) the search is multi-objective: every
+candidate is scored with them, the archive ranks by Pareto front first (:class:`Archive`), and the
+result holds the front of fitness against the costs (:attr:`SearchResult.front`) beside the best by
+fitness.
 """
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 import warnings
@@ -35,7 +44,8 @@ from lswag.errors import LswagError, LswagWarning, unknown_choice
 from lswag.proxies import Failure
 from lswag.search.fitness import Fitness, failed_value, make_fitness, plain_value
 from lswag.search.strategies import Archive, Candidate, Evolution, Proposals, Prune, RandomSearch, Strategy
-from lswag.settings import LIBRA_POOL, STRATEGIES, Budget, Execution, SearchConfig, check_output
+from lswag.search.samplers import OPTUNA_STRATEGIES, OptunaSearch, check_search as check_optuna_search
+from lswag.settings import COST_UNITS, LIBRA_POOL, STRATEGIES, Budget, Execution, SearchConfig, check_output
 from lswag.store import Store
 
 RESULT_FORMAT = "lswag-search"
@@ -63,7 +73,7 @@ class SearchResult:
     flops: float | None
     evaluations: int                         # candidates scored by the search (not counting calibration)
     failures: int                            # of which the fitness failed on (ranked last)
-    skipped: int                             # candidates left out: their params or FLOPs failed
+    skipped: int                             # candidates left out: a budgeted cost failed
     wall_seconds: float                      # of this run (a resumed one reads the store)
     scoring_seconds: float                   # the fitness proxies' stored seconds: what a fresh run costs
     new_results: int                         # results this run added to the store (0: all read back, resumed)
@@ -74,6 +84,13 @@ class SearchResult:
     calibration: list[str] = field(default_factory=list)   # the truth's cells a LIBRA fitness was fitted on
     libra: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
+    minimise: list[str] = field(default_factory=list)      # the costs minimised beside the fitness
+    #: the Pareto front of fitness against the costs, by the first cost ascending, then fitness descending (``lswag
+    #: train --pick N`` trains point N): ``{"arch", "fitness", COST: value..., "scores": {fitness proxy: value},
+    #: "truth": {metric: value} (with a truth)}``
+    front: list[dict[str, Any]] = field(default_factory=list)
+    #: with costs minimised, ``{"fitness": [...], COST: [...]}``: every candidate's (None: failed), as ``candidates``
+    objectives: dict[str, list[float | None]] = field(default_factory=dict)
 
     def save(self, path: str | Path) -> Path:
         check_output(path, folder=False)
@@ -84,14 +101,17 @@ class SearchResult:
 
 
 def default_store(space: str) -> Path:
-    """Where a search keeps its scores unless told: ``runs/search-SPACE.sqlite``."""
-    return Path("runs") / f"search-{space}.sqlite"
+    """Where a search keeps its scores unless told: ``runs/search-SPACE.sqlite`` (a family's
+    ``module:function`` with ``-`` for ``:``)."""
+    return Path("runs") / f"search-{space.replace(':', '-')}.sqlite"
 
 
 def default_result_path(config: SearchConfig, store: str | Path) -> Path:
-    """Where a search's result goes unless told: beside its store, named by space, strategy, fitness and seed."""
-    return Path(store).with_name(f"search-{config.scoring.space}-{config.strategy}-{config.fitness}-"
-                                 f"seed{config.seed}.json")
+    """Where a search's result goes unless told: beside its store, named by space, strategy, fitness, the costs
+    it minimises and seed."""
+    costs = "".join(f"-min-{cost}" for cost in config.minimise)
+    space = config.scoring.space.replace(":", "-")    # a define-by-run family's module:function
+    return Path(store).with_name(f"search-{space}-{config.strategy}-{config.fitness}{costs}-seed{config.seed}.json")
 
 
 def load_result(path: str | Path) -> dict[str, Any]:
@@ -123,6 +143,8 @@ class Searcher:
         if c.strategy == "prune" and not isinstance(self.space, spaces.SupernetSpace):
             raise LswagError(f"strategy prune needs a cell space with a supernet (nb201, darts, nb301); "
                              f"{self.space.name} has none")
+        if c.strategy in OPTUNA_STRATEGIES:
+            check_optuna_search(c, self.space)
         self.progress = progress
         self.truth: GroundTruth | None = None
         self.allowed: list[str] | None = None
@@ -141,7 +163,8 @@ class Searcher:
         # budget's and the result's; one engine, so one worker pool, scores them all
         pool = tuple(dict.fromkeys([*c.libra_pool, "params"])) if c.fitness == "libra" else ()
         fitness_proxies = pool or make_fitness(c.fitness).proxies
-        every = tuple(dict.fromkeys([*fitness_proxies, *c.also, *c.budget.proxies, "params", "flops"]))
+        every = tuple(dict.fromkeys([*fitness_proxies, *c.also, *c.budget.proxies, *c.minimise, "params",
+                                     "flops"]))
         options = {name: chosen for name, chosen in c.scoring.options.items() if name in every}
         self.engine: Engine | None = None
         try:
@@ -154,8 +177,8 @@ class Searcher:
             self.close()
             raise
         self.rng = random.Random(c.seed)
-        self.skipped = 0                   # candidates whose params or FLOPs could not be computed
-        self.scored = tuple(dict.fromkeys([*self.fitness.proxies, *c.also]))
+        self.skipped = 0                   # candidates whose budgeted costs could not be computed
+        self.scored = tuple(dict.fromkeys([*self.fitness.proxies, *c.also, *c.minimise]))
 
     def close(self) -> None:
         if self.engine is not None:
@@ -218,7 +241,7 @@ class Searcher:
         for kind in budget.proxies:
             values = [costs[a][kind].value for a in archs if not isinstance(costs[a][kind].value, Failure)]
             if values:
-                spans.append(f"{kind} {min(values):.4g}..{max(values):.4g} M")
+                spans.append(f"{kind} {min(values):.4g}..{max(values):.4g} {COST_UNITS[kind]}")
         raise LswagError(f"no {self.space.name} architecture fits the budget ({budget.text()}): "
                          f"none of {len(archs)} random ones does (they span {', '.join(spans) or 'nothing'}); "
                          "widen the budget")
@@ -227,9 +250,13 @@ class Searcher:
         c = self.config
         if c.strategy == "prune":
             return Prune(archive, self.space, build=c.scoring.build, seed=c.scoring.seed)
-        total = c.evaluations or (c.population * c.generations if c.strategy == "evolution" else 1000)
+        generational = c.strategy in ("evolution", *OPTUNA_STRATEGIES)
+        total = c.evaluations or (c.population * c.generations if generational else 1000)
         if c.strategy == "random":
             return RandomSearch(archive, self._proposals(), total=total)
+        if c.strategy in OPTUNA_STRATEGIES:
+            return OptunaSearch(archive, self.space, c, total=total, allowed=self.allowed,
+                                admissible=self._admissible)
         return Evolution(archive, self._proposals(), total=total, population=c.population,
                          generations=c.generations, parents=c.parents)
 
@@ -255,7 +282,7 @@ class Searcher:
         c = self.config
         self.check_budget()
         start = time.perf_counter()
-        archive = Archive(self.fitness)
+        archive = Archive(self.fitness, c.minimise)
         strategy = self.strategy(archive)
         if isinstance(strategy, Prune):
             self._warn_of_pruning(strategy.total)
@@ -265,7 +292,10 @@ class Searcher:
                 strategy.tell(candidates, self._evaluate(candidates, archive, bar))
         if not archive.archs:
             raise LswagError(f"the search found no admissible candidate ({c.budget.text()})")
-        return self._result(strategy.best(), archive, strategy.history, time.perf_counter() - start)
+        result = self._result(strategy.best(), archive, strategy.history, time.perf_counter() - start)
+        if isinstance(strategy, OptunaSearch):
+            result.settings.update(strategy.report())   # the study's name, for optuna.load_study and the dashboard
+        return result
 
     def _warn_of_pruning(self, supernets: int) -> None:
         """Warn before pruning a supernet large enough to take long (DARTS' at its defaults: 20 M parameters)."""
@@ -283,12 +313,6 @@ class Searcher:
         c = self.config
         final = self.engine.score([arch], tuple(dict.fromkeys([*self.fitness.proxies, "params", "flops"])))[arch]
         scores = {p: (None if failed_value(r.value) else float(r.value)) for p, r in final.items()}
-        truth = {}
-        cell = self.space.parse(arch)
-        if self.truth is not None and cell in self.truth.accuracy:   # a pruned cell may lie outside a partial table
-            truth[self.truth.metric] = self.truth.value(cell)
-            for metric in c.more_metrics:
-                truth[metric] = self.truth.columns[metric].get(cell)
         failures = int((~np.isfinite(archive.scores())).sum())
         return SearchResult(
             space=c.scoring.space, arch=arch, build=dict(c.scoring.build), strategy=c.strategy,
@@ -296,12 +320,48 @@ class Searcher:
             scores=scores, params=scores.get("params"), flops=scores.get("flops"), evaluations=len(archive.archs),
             failures=failures, skipped=self.skipped, wall_seconds=wall, scoring_seconds=archive.seconds,
             new_results=self.store.count() - self.results_before, seed=c.seed,
-            truth=truth, history=history, candidates=list(archive.archs), calibration=self.calibration_archs,
+            truth=self._truth_of(arch), history=history, candidates=list(archive.archs),
+            calibration=self.calibration_archs,
             libra=self.libra.explain() if self.libra else "",
             settings={"scoring": asdict(c.scoring), "budget": asdict(c.budget),
                       "population": c.population, "generations": c.generations, "parents": c.parents,
                       "mutation_prob": c.mutation_prob, "crossover_prob": c.crossover_prob,
-                      "calibration_seconds": self.calibration_seconds})
+                      "calibration_seconds": self.calibration_seconds},
+            minimise=list(c.minimise), front=self._front(archive), objectives=self._objectives(archive))
+
+    def _truth_of(self, arch: str) -> dict[str, float]:
+        """``{metric: value}`` of ``arch`` in the truth (its metric and the more metrics); empty without one."""
+        truth = {}
+        cell = self.space.parse(arch)
+        if self.truth is not None and cell in self.truth.accuracy:   # a pruned cell may lie outside a partial table
+            truth[self.truth.metric] = self.truth.value(cell)
+            for metric in self.config.more_metrics:
+                truth[metric] = self.truth.columns[metric].get(cell)
+        return truth
+
+    def _front(self, archive: Archive) -> list[dict[str, Any]]:
+        """The archive's Pareto front (:meth:`Archive.front`) as :attr:`SearchResult.front` holds it."""
+        if not archive.minimise:
+            return []
+        scores = archive.scores()
+        points = []
+        for i in archive.front():
+            row = archive.rows[i]
+            point = {"arch": archive.archs[i], "fitness": float(scores[i]),
+                     **{cost: float(row[cost]) for cost in archive.minimise},
+                     "scores": {p: float(row[p]) for p in self.fitness.proxies}}
+            if self.truth is not None:
+                point["truth"] = self._truth_of(archive.archs[i])
+            points.append(point)
+        return sorted(points, key=lambda point: (point[archive.minimise[0]], -point["fitness"]))
+
+    @staticmethod
+    def _objectives(archive: Archive) -> dict[str, list[float | None]]:
+        """Every candidate's fitness and costs (None: failed), for the plot of the front; empty without costs."""
+        if not archive.minimise:
+            return {}
+        columns = {"fitness": archive.scores(), **dict(zip(archive.minimise, archive.costs().T))}
+        return {name: [float(v) if math.isfinite(v) else None for v in values] for name, values in columns.items()}
 
 
 def search(config: SearchConfig, store_path: str | Path, execution: Execution = Execution(), *,

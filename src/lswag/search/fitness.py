@@ -16,12 +16,19 @@ from lswag.stats import failures_last
 
 @dataclass(frozen=True)
 class Fitness:
-    """What a search maximises: ``proxies`` scored per candidate, ``combine`` over a pool of them."""
+    """What a search maximises: ``proxies`` scored per candidate, ``combine`` over a pool of them.
+
+    ``per_candidate``: a candidate's fitness is a value of the candidate alone (a proxy's), the same
+    in any pool; otherwise it is relative to the pool (a rank average, AZ-NAS, TE-NAS, LIBRA) and
+    changes as the archive grows, so a sampler that learns from each value once (Optuna's,
+    :mod:`lswag.search.samplers`) cannot use it.
+    """
 
     name: str
     proxies: tuple[str, ...]
     combine: Callable[[list[Mapping[str, Any]]], np.ndarray] = field(repr=False)
     describe: str = ""
+    per_candidate: bool = False
 
     def pool_scores(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Fitness of each row ``{proxy: value or Failure}`` of a pool; failures are ``-inf``."""
@@ -81,4 +88,5 @@ def make_fitness(spec: str, libra=None) -> Fitness:
     if spec not in registry.names():
         raise LswagError(f"unknown fitness {spec!r}; valid: a proxy ({', '.join(registry.names())}), "
                          f"rank:PROXY,PROXY,..., {', '.join(_pool_ensembles())} or libra")
-    return Fitness(spec, (spec,), lambda rows: failures_last([plain_value(r[spec]) for r in rows]), spec)
+    return Fitness(spec, (spec,), lambda rows: failures_last([plain_value(r[spec]) for r in rows]), spec,
+                   per_candidate=True)

@@ -24,6 +24,10 @@ engine and adds them to the :class:`Archive`, and the strategy learns their resu
 
 Candidates come from :class:`Proposals`: random draws, mutations and crossovers of the space that
 are new, allowed (the truth's architectures, when there is one) and within the budget.
+
+When the search minimises costs beside its fitness (:attr:`lswag.settings.SearchConfig.minimise`),
+the :class:`Archive` ranks candidates by Pareto front first (:mod:`lswag.search.pareto`), so that
+evolution breeds from the Pareto-best (a multi-objective evolution), and gives the first front.
 """
 from __future__ import annotations
 
@@ -39,7 +43,8 @@ import torch.nn as nn
 from lswag import spaces
 from lswag.errors import LswagError
 from lswag.proxies import Failure
-from lswag.search.fitness import Fitness
+from lswag.search import pareto
+from lswag.search.fitness import Fitness, failed_value
 
 
 @dataclass(frozen=True)
@@ -52,10 +57,12 @@ class Candidate:
 
 
 class Archive:
-    """Every candidate the search has evaluated, in evaluation order, with its proxies' results."""
+    """Every candidate the search has evaluated, in evaluation order, with its proxies' results.
+    ``minimise``: the costs (proxies of :data:`lswag.settings.COSTS`, in every row) minimised beside
+    the fitness, which make the order a Pareto one (:meth:`ranked`)."""
 
-    def __init__(self, fitness: Fitness):
-        self.fitness = fitness
+    def __init__(self, fitness: Fitness, minimise: tuple[str, ...] = ()):
+        self.fitness, self.minimise = fitness, tuple(minimise)
         self.archs: list[str] = []
         self.rows: list[dict[str, Any]] = []
         self.seconds = 0.0
@@ -85,10 +92,36 @@ class Archive:
             return f"{scores[best]:.4g}"
         return ", ".join(f"{p} {float(self.rows[best][p]):.3g}" for p in self.fitness.proxies)
 
+    def costs(self) -> np.ndarray:
+        """The (candidates, costs) array of the minimised costs; NaN where a cost failed."""
+        return np.array([[math.nan if failed_value(row[c]) else float(row[c]) for c in self.minimise]
+                         for row in self.rows], dtype=float).reshape(len(self.rows), len(self.minimise))
+
+    def _valid(self) -> np.ndarray:
+        """Which candidates have a fitness and every cost (the others lie on no front)."""
+        return np.isfinite(self.scores()) & np.isfinite(self.costs()).all(axis=1)
+
+    def pareto_ranks(self) -> np.ndarray:
+        """Each candidate's Pareto front of fitness (maximised) against the costs (minimised), 0 the
+        first; the candidates whose fitness or a cost failed come after every front."""
+        valid = self._valid()
+        ranks = np.full(len(self.rows), len(self.rows))
+        ranks[valid] = pareto.pareto_ranks(pareto.maximised(self.scores()[valid], self.costs()[valid].T))
+        return ranks
+
     def ranked(self) -> list[str]:
-        """Archs, best first (ties: earlier evaluated first)."""
+        """Archs, best first: by fitness (ties: earlier evaluated first); when costs are minimised, by
+        Pareto front first (:meth:`pareto_ranks`), then fitness, then evaluation order."""
         scores = self.scores()
-        return [self.archs[i] for i in sorted(range(len(self.archs)), key=lambda i: (-scores[i], i))]
+        fronts = self.pareto_ranks() if self.minimise else np.zeros(len(scores), dtype=int)
+        return [self.archs[i] for i in sorted(range(len(self.archs)), key=lambda i: (fronts[i], -scores[i], i))]
+
+    def front(self) -> list[int]:
+        """The indices (in evaluation order) of the Pareto front: the candidates no other dominates in
+        fitness and the minimised costs, among those whose fitness and costs did not fail."""
+        valid = np.flatnonzero(self._valid())
+        points = pareto.maximised(self.scores()[valid], self.costs()[valid].T)
+        return [int(valid[i]) for i in pareto.first_front(points)]
 
     def check_first(self) -> None:
         """A one-line error when the fitness failed on every candidate so far."""

@@ -208,11 +208,13 @@ _SPACES: dict[str, SearchSpace] = {}
 _PROXY_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {}
 
 
-def register(space: SearchSpace, proxy_defaults: Mapping[str, Mapping[str, Any]] | None = None) -> SearchSpace:
+def register(space: SearchSpace, proxy_defaults: Mapping[str, Mapping[str, Any]] | None = None, *,
+             replace: bool = False) -> SearchSpace:
     """Make ``space`` available by its name, with the proxy options measured to suit it
     (``{proxy: {option: value}}``, the space's entry of its module's ``PROXY_DEFAULTS``).
-    A name already taken is refused: a second space under it would silently replace the first."""
-    if space.name in _SPACES:
+    A name already taken is refused: a second space under it would silently replace the first.
+    ``replace`` replaces it on purpose (:func:`lswag.space` re-registering a family of that name)."""
+    if space.name in _SPACES and not replace:
         raise LswagError(f"search space {space.name!r} is already registered")
     _SPACES[space.name] = space
     _PROXY_DEFAULTS[space.name] = {proxy: dict(options) for proxy, options in (proxy_defaults or {}).items()}
@@ -220,10 +222,17 @@ def register(space: SearchSpace, proxy_defaults: Mapping[str, Mapping[str, Any]]
 
 
 def get(name: str) -> SearchSpace:
-    """The space registered under ``name``; an unknown name raises an error listing the valid ones."""
-    if name not in _SPACES:
-        raise unknown_choice("search space", name, _SPACES)
-    return _SPACES[name]
+    """The space registered under ``name``, or the define-by-run family ``package.module:function``
+    names (:func:`lswag.spaces.family.import_family`: how the CLI and the workers find one); an
+    unknown name raises an error listing the valid ones."""
+    if name in _SPACES:
+        return _SPACES[name]
+    if isinstance(name, str) and ":" in name:
+        from lswag.spaces.family import import_family
+
+        return import_family(name)
+    raise LswagError(f"{unknown_choice('search space', name, _SPACES)}; or a define-by-run family as "
+                     "package.module:function (lswag.space)")
 
 
 def names() -> list[str]:
