@@ -13,6 +13,8 @@ scored on its calibration cells, and its candidates with the three proxies it ch
 
     python benchmarks/nb201_search.py --evaluations 100 --seeds 10 --out runs/search
     python benchmarks/nb201_search.py --evaluations 1000 --seeds 3 --fitness l_swag,nwot --out runs/search
+    python benchmarks/nb201_search.py --evaluations 100 --seeds 10 --strategies optuna-tpe,optuna-nsga2 \
+        --fitness l_swag --out runs/search          # Optuna's samplers (NSGA-II: generations of 20)
 """
 from __future__ import annotations
 

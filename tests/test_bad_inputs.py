@@ -122,7 +122,8 @@ CASES = [
     ("proxies --format xml", ["proxies", "--format", "xml"], "--format"),
     ("search --out FOLDER", [*SEARCH, "--out", "{fx}/folder"], "--out"),
     ("search --min-params -5", [*SEARCH, "--min-params", "-5"], "--min-params"),
-    ("search --parents 10 --population 3", [*SEARCH, "--parents", "10", "--population", "3"], "--parents"),
+    ("search --parents 10 --population 3", [*SEARCH, "--strategy", "evolution", "--parents", "10", "--population", "3"],
+     "--parents"),
     ("search --population 1", [*SEARCH, "--population", "1"], "--population"),
     ("search --evaluations 0", [*SEARCH, "--evaluations", "0"], "--evaluations"),
     ("search --mutation-prob 2", [*SEARCH, "--mutation-prob", "2"], "--mutation-prob"),
@@ -256,7 +257,7 @@ def test_help_shows_every_default():
         sub = parser._subparsers._group_actions[0].choices[command.name]
         text = "".join(sub.format_help().split())   # wrapping may break a line anywhere, even at a hyphen
         for action in sub._actions:
-            if action.option_strings and action.default not in (None, False, [], "==SUPPRESS=="):
+            if action.option_strings and action.default not in (None, False, [], "", "==SUPPRESS=="):
                 shown = sub._get_formatter()._expand_help(action)
                 assert "default" in shown and "".join(shown.split()) in text, (command.name, action.option_strings)
 

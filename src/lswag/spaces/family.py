@@ -333,7 +333,9 @@ class FamilySpace(ChoiceSpace):
 
     def __init__(self, family: Callable[..., nn.Module], *, name: str | None = None,
                  input_shape: tuple[int, int, int] = (3, 32, 32), num_classes: int = 10,
-                 truth_column: str = "arch", description: str | None = None):
+                 truth_column: str = "arch", description: str | None = None, optimizer: str = "sgd"):
+        from lswag.settings import OPTIMIZERS
+
         if not callable(family):
             raise LswagError(f"lswag.space takes a function family(trial, ...), got {family!r}")
         self.family = family
@@ -346,6 +348,9 @@ class FamilySpace(ChoiceSpace):
         self.input_shape = tuple(input_shape)
         self.num_classes = check_int(num_classes, f"num_classes of family {self.name}", 1)
         self.truth_arch_column = truth_column
+        if optimizer not in OPTIMIZERS:
+            raise LswagError(f"optimizer of family {self.name} must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+        self.optimizer = optimizer      # what lswag train uses unless told (adamw suits ViTs)
         summary = (inspect.getdoc(family) or "").strip().splitlines()
         self.description = description or (summary[0] if summary else f"define-by-run family {self.name}")
         self._read_signature()
@@ -568,15 +573,16 @@ class FamilySpace(ChoiceSpace):
 
 def space(family: Callable[..., nn.Module] | None = None, *, name: str | None = None,
           input_shape: tuple[int, int, int] = (3, 32, 32), num_classes: int = 10, truth_column: str = "arch",
-          description: str | None = None):
+          description: str | None = None, optimizer: str = "sgd"):
     """Register ``family(trial, ...)`` as a search space (``@lswag.space``, ``@lswag.space(...)`` or
     ``lswag.space(family, ...)``) and return its :class:`FamilySpace`, named ``module:qualname`` unless
-    ``name`` is given. Registering a family again under its name (a notebook re-running a cell)
+    ``name`` is given; ``lswag train`` trains its networks with ``optimizer`` unless told (``adamw`` for
+    ViTs, as lswag's ViT spaces). Registering a family again under its name (a notebook re-running a cell)
     replaces the earlier family; any other name already taken is refused."""
 
     def register_family(function: Callable[..., nn.Module]) -> FamilySpace:
         made = FamilySpace(function, name=name, input_shape=input_shape, num_classes=num_classes,
-                           truth_column=truth_column, description=description)
+                           truth_column=truth_column, description=description, optimizer=optimizer)
         replaces = made.name in names() and isinstance(get(made.name), FamilySpace)
         return register(made, replace=replaces)
 
