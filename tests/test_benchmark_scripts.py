@@ -137,3 +137,21 @@ def test_spaces_report_prints_a_run_beside_suite_zero_and_the_paper(tmp_path):
     assert [line.split("|")[1].strip() for line in suite_zero] == ["nwot"]
     assert -1 <= float(suite_zero[0].split("|")[2]) <= 1
     assert "Tab. 3, 1000 archs): normal 0.75; over all layers (Tab. 5, ALL): normal 0.68." in run.stdout
+
+
+def test_pareto_search_measures_fronts_against_the_true_front():
+    """benchmarks/pareto_search.py's hypervolume of (cost, accuracy) points, against rectangles summed by
+    hand, and its gap to the true front."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        import pareto_search
+    finally:
+        sys.path.pop(0)
+    table = [(1.0, 50.0), (2.0, 70.0), (3.0, 65.0), (4.0, 90.0), (2.0, 60.0)]
+    reference = (5.0, 40.0)     # the highest cost, the lowest accuracy
+    # the true front is (1, 50), (2, 70), (4, 90): the area below it and above the reference, left of cost 5
+    by_hand = (5 - 1) * (50 - 40) + (5 - 2) * (70 - 50) + (5 - 4) * (90 - 70)
+    assert pareto_search.true_volume(table, reference) == pytest.approx(by_hand)
+    assert pareto_search.true_volume([(3.0, 65.0)], reference) == pytest.approx((5 - 3) * (65 - 40))
+    assert pareto_search.gap((3.0, 65.0), table) == pytest.approx(5.0)      # (2, 70) is cheaper and better
+    assert pareto_search.gap((4.0, 90.0), table) == 0.0
