@@ -34,7 +34,9 @@ EXECUTORS = ("local", "ray")
 #: rows of a truth file that are the same architecture: an error, or their mean (:func:`lswag.truth.load_truth`)
 DUPLICATES = ("error", "mean")
 #: search strategies (:mod:`lswag.search.strategies`)
-STRATEGIES = ("evolution", "random", "prune", "optuna-tpe", "optuna-nsga2")
+#: the strategies run by Optuna's samplers (:mod:`lswag.search.samplers`)
+OPTUNA_STRATEGIES = ("optuna-tpe", "optuna-nsga2")
+STRATEGIES = ("evolution", "random", "prune", *OPTUNA_STRATEGIES)
 #: what a search may minimise beside its fitness (a Pareto front): #params, FLOPs and measured latency
 COSTS = ("params", "flops", "latency")
 #: the unit of each cost, as its proxy gives it and as budgets bound it
@@ -461,7 +463,7 @@ class SearchConfig:
         for cost in self.minimise:
             if cost not in COSTS:
                 raise unknown_choice("cost to minimise", cost, COSTS)
-        if self.optuna_storage and not self.strategy.startswith("optuna-"):
+        if self.optuna_storage and self.strategy not in OPTUNA_STRATEGIES:
             raise _refuse(self, "optuna_storage", f"is for the optuna-* strategies, not {self.strategy}")
         if self.minimise and self.strategy == "prune":
             raise _refuse(self, "minimise", "needs a strategy that proposes architectures (evolution, random, "

@@ -7,12 +7,17 @@ import torch
 from lswag.errors import LswagError
 
 
+def memory_format_of(tensor: torch.Tensor) -> torch.memory_format:
+    """``channels_last`` for a (B, C, H, W) map stored channels-last, else the default layout."""
+    if tensor.dim() == 4 and not tensor.is_contiguous() and tensor.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def in_memory_order(tensor: torch.Tensor) -> torch.Tensor:
     """A view of ``tensor`` whose dimensions follow its memory: a channels-last map (B, C, H, W)
     as (B, H, W, C), so that flattening it or reducing over it needs no copy; others unchanged."""
-    if tensor.dim() == 4 and not tensor.is_contiguous() and tensor.is_contiguous(memory_format=torch.channels_last):
-        return tensor.permute(0, 2, 3, 1)
-    return tensor
+    return tensor.permute(0, 2, 3, 1) if memory_format_of(tensor) == torch.channels_last else tensor
 
 
 def all_finite(tensor: torch.Tensor) -> bool:

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from lswag.errors import LswagError
+from lswag.probe.tensors import memory_format_of
 from lswag.proxies import proxy
 
 #: where the NVIDIA driver describes each GPU ("Model: ..."), read without initialising CUDA, so that
@@ -58,9 +59,7 @@ def latency(record, model, batch_size: int = 1, warmup: int = 3, repeats: int = 
     """
     inputs = record.batch.x
     copies = -(-batch_size // len(inputs))
-    # in the layout the probe ran the network in (channels-last where the space measured it faster)
-    layout = torch.channels_last if inputs.dim() == 4 and not inputs.is_contiguous() and \
-        inputs.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    layout = memory_format_of(inputs)   # the probe's (channels-last where the space measured it faster)
     x = inputs.repeat(copies, *[1] * (inputs.dim() - 1))[:batch_size]
     x = x.contiguous(memory_format=layout) if x.dim() == 4 else x
     net = copy.deepcopy(model).eval().to(memory_format=layout)

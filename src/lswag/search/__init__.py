@@ -44,8 +44,9 @@ from lswag.errors import LswagError, LswagWarning, unknown_choice
 from lswag.proxies import Failure
 from lswag.search.fitness import Fitness, failed_value, make_fitness, plain_value
 from lswag.search.strategies import Archive, Candidate, Evolution, Proposals, Prune, RandomSearch, Strategy
-from lswag.search.samplers import OPTUNA_STRATEGIES, OptunaSearch, check_search as check_optuna_search
-from lswag.settings import COST_UNITS, LIBRA_POOL, STRATEGIES, Budget, Execution, SearchConfig, check_output
+from lswag.search.samplers import OptunaSearch, check_search as check_optuna_search
+from lswag.settings import (COST_UNITS, LIBRA_POOL, OPTUNA_STRATEGIES, STRATEGIES, Budget, Execution, SearchConfig,
+                            check_output)
 from lswag.store import Store
 
 RESULT_FORMAT = "lswag-search"
@@ -100,18 +101,22 @@ class SearchResult:
         return path
 
 
+def _in_file_names(space: str) -> str:
+    """A space's name as file names hold it: a define-by-run family's ``module:function`` with ``-`` for ``:``."""
+    return space.replace(":", "-")
+
+
 def default_store(space: str) -> Path:
-    """Where a search keeps its scores unless told: ``runs/search-SPACE.sqlite`` (a family's
-    ``module:function`` with ``-`` for ``:``)."""
-    return Path("runs") / f"search-{space.replace(':', '-')}.sqlite"
+    """Where a search keeps its scores unless told: ``runs/search-SPACE.sqlite``."""
+    return Path("runs") / f"search-{_in_file_names(space)}.sqlite"
 
 
 def default_result_path(config: SearchConfig, store: str | Path) -> Path:
     """Where a search's result goes unless told: beside its store, named by space, strategy, fitness, the costs
     it minimises and seed."""
     costs = "".join(f"-min-{cost}" for cost in config.minimise)
-    space = config.scoring.space.replace(":", "-")    # a define-by-run family's module:function
-    return Path(store).with_name(f"search-{space}-{config.strategy}-{config.fitness}{costs}-seed{config.seed}.json")
+    return Path(store).with_name(f"search-{_in_file_names(config.scoring.space)}-{config.strategy}-{config.fitness}"
+                                 f"{costs}-seed{config.seed}.json")
 
 
 def load_result(path: str | Path) -> dict[str, Any]:

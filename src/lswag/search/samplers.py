@@ -58,8 +58,6 @@ from lswag.settings import SearchConfig
 if TYPE_CHECKING:
     import optuna
 
-#: the strategies this module runs
-OPTUNA_STRATEGIES = ("optuna-tpe", "optuna-nsga2")
 #: proposals of evaluated architectures in a row after which the search stops (the space is exhausted)
 DUPLICATE_LIMIT = 1000
 #: proposals outside the allowed architectures in a row after which the search fails

@@ -119,9 +119,7 @@ class Archive:
     def front(self) -> list[int]:
         """The indices (in evaluation order) of the Pareto front: the candidates no other dominates in
         fitness and the minimised costs, among those whose fitness and costs did not fail."""
-        valid = np.flatnonzero(self._valid())
-        points = pareto.maximised(self.scores()[valid], self.costs()[valid].T)
-        return [int(valid[i]) for i in pareto.first_front(points)]
+        return np.flatnonzero(self.pareto_ranks() == 0).tolist()
 
     def check_first(self) -> None:
         """A one-line error when the fitness failed on every candidate so far."""

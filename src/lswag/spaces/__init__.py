@@ -86,10 +86,13 @@ class SearchSpace(abc.ABC):
     def crossover(self, first: Hashable, second: Hashable, rng: random.Random) -> Hashable:
         """A child of two architectures (the space's search crossover), drawn from ``rng``."""
 
+    def build_option_names(self) -> list[str]:
+        """The options :meth:`build` takes beside the architecture, the classes and the seed."""
+        return [name for name in inspect.signature(self.build).parameters if name not in ("arch", "num_classes", "seed")]
+
     def check_build_options(self, build_options: dict[str, Any]) -> dict[str, Any]:
         """``build_options`` unchanged, or a one-line error naming an option ``build`` does not take."""
-        valid = [name for name in inspect.signature(self.build).parameters
-                 if name not in ("arch", "num_classes", "seed")]
+        valid = self.build_option_names()
         for name in build_options:
             if name not in valid:
                 raise LswagError(f"unknown build option {name!r} of space {self.name}; valid: "

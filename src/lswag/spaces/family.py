@@ -548,14 +548,9 @@ class FamilySpace(ChoiceSpace):
         return LswagError(f"family {self.name} has more than {ENUMERATION_LIMIT} architectures; "
                           "lswag does not enumerate it")
 
-    def check_build_options(self, build_options: dict[str, Any]) -> dict[str, Any]:
-        """``build_options`` unchanged, or a one-line error naming one the family does not take."""
-        valid = [*self.build_options, *(["image_size"] if self.input_sized else [])]
-        for name in build_options:
-            if name not in valid:
-                raise LswagError(f"unknown build option {name!r} of space {self.name}; valid: "
-                                 f"{', '.join(valid) or '(none)'}")
-        return build_options
+    def build_option_names(self) -> list[str]:
+        """The family's keyword parameters with defaults, and ``image_size`` when it takes one."""
+        return [*self.build_options, *(["image_size"] if self.input_sized else [])]
 
     def build(self, arch: Any, num_classes: int | None = None, seed: int | None = None,
               **options: Any) -> nn.Module:
