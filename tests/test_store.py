@@ -179,3 +179,16 @@ def test_libra_prints_the_failures_a_store_holds(tmp_path, capsys):
     assert main(["libra", "--scores", str(tmp_path / "runs.sqlite"), "--truth", str(tmp_path / "truth.csv"),
                  "--metric", "acc", "--calibration", "6", "--splits", "2"]) == 0
     assert "nwot failed on 1 of 12 archs (ranked last), e.g.: the NWOT kernel is singular" in capsys.readouterr().out
+
+
+def test_results_of_some_architectures_read_only_those(tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module, "LOOKUP_CHUNK", 3)        # several chunks for a few archs
+    with Store(tmp_path / "s.sqlite", "nb201") as store:
+        for i in range(10):
+            store.add(f"a{i}", [("nwot", {"s": 1}, float(i), 0.1), ("zico", {"s": 1}, Failure("x"), 0.1)])
+        wanted = ["a9", "a2", "missing", "a2", "a5", "a0", "a7"]
+        some = store.results("nwot", {"s": 1}, wanted)
+        assert {arch: r.value for arch, r in some.items()} == {"a9": 9.0, "a2": 2.0, "a5": 5.0, "a0": 0.0, "a7": 7.0}
+        assert store.results("zico", {"s": 1}, ["a3"])["a3"].value == Failure("x")
+        assert store.results("nwot", {"s": 2}, wanted) == {} and store.results("nwot", {"s": 1}, []) == {}
+        assert len(store.results("nwot", {"s": 1})) == 10

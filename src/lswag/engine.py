@@ -287,28 +287,30 @@ class Engine:
 
     def score(self, archs: list[str], proxies=None, bar: tqdm | None = None) -> dict[str, dict[str, StoredResult]]:
         """``{arch: {proxy: StoredResult}}`` for the (canonical text) ``archs``; ``bar`` advances per arch."""
-        names = self._names(proxies)
-        done = {name: self.store.done(name, self.keys[name]) for name in names}
-        todo = [(arch, [n for n in names if arch not in done[n]]) for arch in dict.fromkeys(archs)]
+        names, wanted = self._names(proxies), list(dict.fromkeys(archs))
+        stored = {name: self.store.results(name, self.keys[name], wanted) for name in names}
+        todo = [(arch, [n for n in names if arch not in stored[n]]) for arch in wanted]
         todo = [(arch, missing) for arch, missing in todo if missing]
         if bar is not None:
-            bar.update(len(set(archs)) - len(todo))
+            bar.update(len(wanted) - len(todo))
         if todo:
             for arch, scored, peak in self._runner_for_archs().results(todo):
                 self.store.add(arch, [(name, self.keys[name], value, seconds) for name, value, seconds in scored],
                                peak)
                 if bar is not None:
                     bar.update()
-        stored = {name: self.store.results(name, self.keys[name]) for name in names}
+            fresh = [arch for arch, _ in todo]
+            for name in names:
+                stored[name].update(self.store.results(name, self.keys[name], fresh))
         return {arch: {name: stored[name][arch] for name in names} for arch in archs}
 
     def score_network(self, key: str, make: Callable[[int], nn.Module], proxies=None) -> dict[str, StoredResult]:
         """``{proxy: StoredResult}`` of a network that is no architecture of the space (a pruning
         supernet), stored under ``key``; ``make(num_classes)`` builds it. Scored in this process."""
         names = self._names(proxies)
-        missing = [n for n in names if key not in self.store.done(n, self.keys[n])]
+        missing = [n for n in names if key not in self.store.results(n, self.keys[n], [key])]
         if missing:
             results = self._prepared_here().prepared.score(make, missing)
             self.store.add(key, [(r.name, self.keys[r.name], r.value, r.seconds) for r in results],
                            peak_memory_mb())
-        return {name: self.store.results(name, self.keys[name])[key] for name in names}
+        return {name: self.store.results(name, self.keys[name], [key])[key] for name in names}

@@ -90,6 +90,8 @@ def _implementation_for_version(db: sqlite3.Connection) -> None:
 
 #: ``UPGRADES[n - 1]`` takes a store of schema n to schema n + 1
 UPGRADES: tuple[Callable[[sqlite3.Connection], None], ...] = (_implementation_for_version,)
+#: architectures looked up per query (SQLite's limit on bound parameters is 999 in older builds)
+LOOKUP_CHUNK = 500
 SCHEMA = len(UPGRADES) + 1
 
 
@@ -225,11 +227,21 @@ class Store:
         with self._db:  # one transaction: an architecture's results land together or not at all
             self._db.executemany("INSERT OR IGNORE INTO results VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
 
-    def results(self, proxy: str, settings: dict[str, Any]) -> dict[str, StoredResult]:
-        """``{arch: result}`` for ``proxy`` under ``settings``; a failure's value is its :class:`Failure`."""
-        rows = self._db.execute(
-            "SELECT arch, value, failure, seconds, peak_memory_mb FROM results "
-            "WHERE space=? AND proxy=? AND settings_id=?", (self.space, proxy, settings_id(settings)))
+    def results(self, proxy: str, settings: dict[str, Any],
+                archs: Iterable[str] | None = None) -> dict[str, StoredResult]:
+        """``{arch: result}`` for ``proxy`` under ``settings``, of every architecture or only of ``archs``
+        (looked up by the primary key, so that a search asking for a few candidates at a time does not
+        read the whole table each time); a failure's value is its :class:`Failure`."""
+        query = ("SELECT arch, value, failure, seconds, peak_memory_mb FROM results "
+                 "WHERE space=? AND proxy=? AND settings_id=?")
+        key = (self.space, proxy, settings_id(settings))
+        if archs is None:
+            rows = list(self._db.execute(query, key))
+        else:
+            wanted, rows = list(dict.fromkeys(archs)), []
+            for start in range(0, len(wanted), LOOKUP_CHUNK):
+                chunk = wanted[start:start + LOOKUP_CHUNK]
+                rows += self._db.execute(f"{query} AND arch IN ({','.join('?' * len(chunk))})", (*key, *chunk))
         out = {}
         for arch, value, failure, seconds, peak in rows:
             stored = Failure(failure) if failure is not None else value
