@@ -56,7 +56,7 @@ def test_a_pre_redesign_store_is_upgraded_in_place_and_keeps_every_row(tmp_path)
         # the key the engine writes for nwot on that run: the run's settings, the options, the implementation
         key = {**COMMON, "build": {"C": 8, "N": 1}, "memory_format": "channels_last", "options": {},
                "implementation": 1}
-        assert len(store.done("nwot", key)) == 20
+        assert len(store.results("nwot", key)) == 20
         failed = [r for r in store.results("nwot", key).values() if isinstance(r.value, Failure)]
         assert failed and all("NWOT kernel is singular" in r.value.reason for r in failed)
         assert store.settings_in_use()["l_swag"] == [{**key, "options": {"window": [4, 7]}}]

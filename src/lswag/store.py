@@ -208,12 +208,6 @@ class Store:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def done(self, proxy: str, settings: dict[str, Any]) -> set[str]:
-        """The architectures that already have a result for ``proxy`` under ``settings``."""
-        rows = self._db.execute("SELECT arch FROM results WHERE space=? AND proxy=? AND settings_id=?",
-                                (self.space, proxy, settings_id(settings)))
-        return {row[0] for row in rows}
-
     def add(self, arch: str, results: Iterable[tuple[str, dict[str, Any], float | Failure, float]],
             peak_memory_mb: float | None = None) -> None:
         """Commit one architecture's results, each ``(proxy, settings, value or Failure, seconds)``."""

@@ -88,7 +88,8 @@ class SearchSpace(abc.ABC):
 
     def build_option_names(self) -> list[str]:
         """The options :meth:`build` takes beside the architecture, the classes and the seed."""
-        return [name for name in inspect.signature(self.build).parameters if name not in ("arch", "num_classes", "seed")]
+        return [name for name in inspect.signature(self.build).parameters
+                if name not in ("arch", "num_classes", "seed")]
 
     def check_build_options(self, build_options: dict[str, Any]) -> dict[str, Any]:
         """``build_options`` unchanged, or a one-line error naming an option ``build`` does not take."""
